@@ -1,0 +1,1 @@
+"""pledgewatch: provable in-loan monitoring of pledged warehouse stock (shared core)."""

@@ -1,0 +1,46 @@
+"""The ``pledgewatch`` command.
+
+It parses arguments and dispatches to the package that does the work, importing it only when
+its subcommand runs — so ``pledgewatch verify`` on an auditor's laptop needs only the core, and
+a gateway needs no bank-side libraries. Only this module (and each package's ``command``
+module it calls) prints and chooses exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module with add_arguments/run, help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "gateway": ("gateway.command", "edge gateway: keygen, run, status"),
+    "simulate": ("devices.sim.command", "stream readings or signed messages of a scenario"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="pledgewatch", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    wanted = next((a for a in args_list if a in COMMANDS), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text)
+        if name == wanted:
+            importlib.import_module(module_name).add_arguments(child)
+    args = parser.parse_args(args_list)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    module = importlib.import_module(COMMANDS[args.command][0])
+    code: int = module.run(args, sys.stdout, sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Install the real servers the test suite runs against, when they are missing.
+#
+# Idempotent; run by `make test` on a fresh Debian/Ubuntu machine, as root or through sudo.
+# Prints one line per component: "found <path>" or "installed <path>". Runs `apt-get update`
+# only when something must be installed. Package maintainer scripts are stopped from
+# starting services while we install (policy-rc.d exit 101): the tests start their own
+# servers on random loopback ports and never use a system daemon.
+#
+# Adding a component (PostgreSQL, VictoriaMetrics, InfluxDB 1.x, anvil ...): write
+# `find_<name>` that prints the binary path and fails when it is missing, and list it in
+# COMPONENTS with its apt packages. A component that is not an apt package (anvil comes from
+# npm) gets an `install_<name>` function instead of packages; it runs after the apt step.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+
+# name|apt packages (space separated; empty when install_<name> exists)
+COMPONENTS=(
+  "mosquitto|mosquitto"
+  "mosquitto_clients|mosquitto-clients"
+  "openssl|openssl"
+  "postgresql|postgresql"
+)
+
+first_executable() {
+  local candidate
+  for candidate in "$@"; do
+    if [ -x "$candidate" ] && [ ! -d "$candidate" ]; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+find_mosquitto() {
+  first_executable /usr/sbin/mosquitto /usr/local/sbin/mosquitto "$(command -v mosquitto || true)"
+}
+
+find_mosquitto_clients() {
+  # mosquitto_passwd ships with the broker package; the tests also use the CLI clients.
+  local pub
+  pub=$(command -v mosquitto_pub) || return 1
+  command -v mosquitto_sub >/dev/null || return 1
+  command -v mosquitto_passwd >/dev/null || return 1
+  echo "$pub"
+}
+
+find_openssl() {
+  command -v openssl
+}
+
+find_postgresql() {
+  # Debian keeps server binaries off PATH, one directory per major version.
+  # shellcheck disable=SC2046
+  first_executable $(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -rV) \
+    "$(command -v initdb || true)"
+}
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then
+    SUDO=(sudo)
+  fi
+fi
+
+as_root() {
+  if [ "$(id -u)" -ne 0 ] && [ ${#SUDO[@]} -eq 0 ]; then
+    echo "ensure-servers: need root (or sudo) to run: $*" >&2
+    return 1
+  fi
+  "${SUDO[@]}" "$@"
+}
+
+POLICY=/usr/sbin/policy-rc.d
+POLICY_OURS=0
+allow_service_starts_again() {
+  if [ "$POLICY_OURS" -eq 1 ]; then
+    as_root rm -f "$POLICY" || true
+  fi
+}
+trap allow_service_starts_again EXIT
+
+forbid_service_starts() {
+  if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\n# ensure-servers.sh: no service starts during test-server installs\nexit 101\n' |
+      as_root tee "$POLICY" >/dev/null
+    as_root chmod 0755 "$POLICY"
+    POLICY_OURS=1
+  fi
+}
+
+declare -a MISSING=()
+declare -a PACKAGES=()
+declare -a CUSTOM=()
+for spec in "${COMPONENTS[@]}"; do
+  name=${spec%%|*}
+  packages=${spec#*|}
+  if path=$("find_$name" 2>/dev/null); then
+    printf '%-18s found %s\n' "$name" "$path"
+    continue
+  fi
+  MISSING+=("$name")
+  if [ -n "$packages" ]; then
+    # shellcheck disable=SC2206
+    PACKAGES+=($packages)
+  else
+    CUSTOM+=("$name")
+  fi
+done
+
+if [ ${#MISSING[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ ${#PACKAGES[@]} -gt 0 ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "ensure-servers: apt-get not found; install these packages by hand: ${PACKAGES[*]}" >&2
+    exit 1
+  fi
+  forbid_service_starts
+  if ! as_root apt-get update -qq ||
+    ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${PACKAGES[@]}"; then
+    echo "ensure-servers: apt-get failed to install: ${PACKAGES[*]}" >&2
+    exit 1
+  fi
+fi
+
+for name in "${CUSTOM[@]}"; do
+  if ! "install_$name"; then
+    echo "ensure-servers: installing $name failed" >&2
+    exit 1
+  fi
+done
+
+status=0
+for name in "${MISSING[@]}"; do
+  if path=$("find_$name" 2>/dev/null); then
+    printf '%-18s installed %s\n' "$name" "$path"
+  else
+    printf '%-18s MISSING after install\n' "$name" >&2
+    status=1
+  fi
+done
+if [ "$status" -ne 0 ]; then
+  echo "ensure-servers: some test servers are still missing; see above" >&2
+fi
+exit "$status"
