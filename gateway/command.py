@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TextIO
 
 from devices.registry import build_sensor
-
 from gateway import config as gateway_config
 from gateway import keystore
 from gateway.errors import ConfigError, GatewayError, KeyStoreError

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 # subcommand -> (module with add_arguments/run, help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("gateway.demo", "run the pipeline on embedded defaults (no servers needed)"),
     "gateway": ("gateway.command", "edge gateway: keygen, run, status"),
     "simulate": ("devices.sim.command", "stream readings or signed messages of a scenario"),
 }

@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
+
 from servers import (
     MosquittoFactory,
     MosquittoServer,

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from receipt_responder import Ledger, ReceiptResponder
-
 from devices.base import Reading
 from gateway import keystore
 from pledgewatch.events import ZERO_HASH, Kind
 from pledgewatch.signing import SigningKey
+
+from receipt_responder import Ledger, ReceiptResponder
 
 WAREHOUSE = "wh-1"
 GATEWAY = "gw-1"

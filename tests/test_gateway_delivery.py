@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from gateway_rig import GATEWAY, GatewayRig, assert_chains, grams_in_seq_order, weight_lines
 from netproxy import UplinkProxy
 from servers import PLEDGEWATCH_ACL, MosquittoServer

@@ -17,8 +17,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-import servers
 from paho.mqtt.enums import CallbackAPIVersion
+
+import servers
 from servers import (
     PLEDGEWATCH_ACL,
     MosquittoFactory,
