@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     keygen = sub.add_parser("keygen", help="create the gateway's Ed25519 key (mode 0600)")
     keygen.add_argument("--key", type=Path, required=True, help="where to write the key")
     keygen.add_argument("--force", action="store_true", help="replace an existing key")
-    run = sub.add_parser("run", help="run the gateway until SIGTERM/SIGINT")
+    run = sub.add_parser("run", help="run until SIGTERM/SIGINT; SIGHUP reloads sensors")
     run.add_argument("--config", type=Path, required=True)
     status = sub.add_parser("status", help="outbox depth, oldest unsent, last receipt, seqs")
     status.add_argument("--config", type=Path, required=True)
@@ -79,9 +79,13 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     key = keystore.load(config.gateway.key_file)
     sensors = _build_sensors(config)
     stop = threading.Event()
+    service = GatewayService(config, key, sensors)
+
+    service.reloader = lambda: gateway_config.load(args.config)
+    service.sensor_builder = _build_sensors
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    service = GatewayService(config, key, sensors)
+    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
     log.info(
         "gateway %s/%s starting (key %s)", config.gateway.warehouse, config.gateway.id, key.key_id
     )

@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from devices.base import Malformed, Reading, Sensor, SensorConfig
 from gateway.builder import EventBuilder
@@ -95,6 +95,14 @@ class GatewayService:
         self._next_heartbeat = 0.0
         self._next_health = 0.0
         self._sensor_failed: set[str] = set()
+        self._reload_requested = threading.Event()
+        # Set by the entry point: re-read the config file; open a config's sensors.
+        self.reloader: Callable[[], GatewayConfig] | None = None
+        self.sensor_builder: Callable[[GatewayConfig], list[BoundSensor]] | None = None
+
+    def request_reload(self) -> None:
+        """Safe to call from a signal handler: the loop reloads at its next turn."""
+        self._reload_requested.set()
 
     def run(self, stop: threading.Event) -> None:
         ident = self.config.gateway
@@ -112,6 +120,8 @@ class GatewayService:
     def turn(self) -> bool:
         """One pass of the loop; True if it did work (so the loop should not sleep)."""
         self._drain_inbox()
+        if self._reload_requested.is_set():
+            self._reload()
         if len(self.pending) < self.config.outbox.batch_size:
             self._poll_sensors()
         self._heartbeats()
@@ -119,6 +129,36 @@ class GatewayService:
         sent = self._send()
         self._health()
         return stored > 0 or sent > 0
+
+    def _reload(self) -> None:
+        """Apply a re-read config: sensors and intervals only. Identity, key, broker and
+        outbox settings need a restart; the outbox and chain heads are never touched."""
+        self._reload_requested.clear()
+        if self.reloader is None or self.sensor_builder is None:
+            return
+        try:
+            new = self.reloader()
+        except (GatewayError, PledgewatchError) as exc:
+            log.error("config reload refused, keeping the running config: %s", exc)
+            return
+        changed = [n for n in ("gateway", "anchor", "mqtt", "outbox")
+                   if getattr(new, n) != getattr(self.config, n)]
+        if changed:
+            log.error("config reload: [%s] changed; those need a restart and were not applied",
+                      "], [".join(changed))
+        for bound in self.sensors:  # close first: a GPIO pin or serial port can be reused
+            bound.sensor.close()
+        new = replace(self.config, sensors=new.sensors,
+                      heartbeat_interval_s=new.heartbeat_interval_s,
+                      health_interval_s=new.health_interval_s)
+        try:
+            self.sensors = self.sensor_builder(new)
+        except (GatewayError, PledgewatchError) as exc:
+            log.error("config reload: new sensors failed (%s); reopening the old ones", exc)
+            self.sensors = self.sensor_builder(self.config)
+            return
+        self.config = new
+        log.info("config reloaded: %d sensors", len(self.sensors))
 
     def _wait_inbox(self, timeout: float) -> None:
         try:

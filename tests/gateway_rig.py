@@ -54,7 +54,7 @@ class GatewayRig:
         self.source_path = self.workdir / self.source
         self.log_path = self.workdir / "gateway.log"
 
-    def write_config(self) -> None:
+    def write_config(self, *, source: Path | None = None, extra: str = "") -> None:
         mqtt = {
             "host": "127.0.0.1",
             "port": self.broker_port,
@@ -86,7 +86,8 @@ class GatewayRig:
             "[[sensors]]",
             'device = "feed"',
             'driver = "jsonl"',
-            f'options = {{ path = "{self.source_path}", any_device = true }}',
+            f'options = {{ path = "{source or self.source_path}", any_device = true }}',
+            extra,
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
 

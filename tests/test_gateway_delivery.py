@@ -8,6 +8,7 @@ order they were fed — whatever was killed or cut on the way.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -200,6 +201,39 @@ def test_tls_password_and_acl_production_setup(tmp_path: Path, mosquitto_factory
         assert rig.wait_delivered(responder, 151, timeout=30) == 151
         rig.wait_status(lambda s: s["outbox_depth"] == 0)
         assert_chains(responder.snapshot(), rig.key.public_key, dict.fromkeys(DEVICES, 50))
+    finally:
+        rig.stop()
+        responder.stop()
+
+
+def test_sighup_reload_swaps_sensors_and_never_touches_the_outbox(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    rig = rig_for(tmp_path, mosquitto)
+    responder = rig.responder()
+    responder.paused.set()  # keep events in the outbox across the reloads
+    try:
+        rig.feed(weight_lines(["lc-a1"], 100))
+        rig.start()
+        rig.wait_status(lambda s: s["outbox_depth"] == 101)
+        second = rig.workdir / "second.jsonl"
+        second.write_text("\n".join(weight_lines(["lc-a2"], 50)) + "\n")
+        rig.write_config(source=second, extra="[not valid toml")
+        rig.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while "config reload refused" not in rig.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rig.check_alive()
+        rig.write_config(source=second)
+        rig.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        status = rig.wait_status(lambda s: s["outbox_depth"] == 151)
+        assert status["devices"] == {"lc-a1": 100, "lc-a2": 50, GATEWAY: 1}
+        responder.paused.clear()
+        assert rig.wait_delivered(responder, 151, timeout=30) == 151
+        assert_chains(responder.snapshot(), rig.key.public_key, {"lc-a1": 100, "lc-a2": 50})
+        assert "config reload refused" in rig.log()
+        assert "config reloaded: 1 sensors" in rig.log()
+        assert rig.stop() == 0
     finally:
         rig.stop()
         responder.stop()

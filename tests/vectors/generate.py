@@ -202,8 +202,123 @@ def merkle_generated() -> dict[str, object]:
     }
 
 
+# --- events and receipts, written from docs/PROTOCOL.md sections 1-6 alone -----------------
+
+EVENT_DOMAIN = b"pledgewatch/event/v1\n"
+RECEIPT_DOMAIN = b"pledgewatch/receipt/v1\n"
+KEY_ID_DOMAIN = b"pledgewatch/key-id/v1\n"
+EVENT_KEYS = (
+    "v",
+    "kind",
+    "warehouse",
+    "gateway",
+    "device",
+    "seq",
+    "prev",
+    "ts_ms",
+    "bay",
+    "sku",
+    "lot",
+    "qty",
+    "grams",
+    "release",
+    "door",
+    "reason",
+)
+
+
+def jcs(value: object) -> bytes:
+    """PROTOCOL.md section 1 for our value subset (ASCII keys, safe integers, no floats)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+def protocol_vectors() -> dict[str, object]:
+    import nacl.signing  # PyNaCl: the only dependency an auditor needs besides hashlib
+
+    seed = bytes(range(32))
+    key = nacl.signing.SigningKey(seed)
+    public = bytes(key.verify_key)
+    kid = hashlib.sha256(KEY_ID_DOMAIN + public).digest()[:16].hex()
+    forms: list[dict[str, object]] = [
+        {"kind": "COUNT", "bay": "A1", "sku": "steel-coil", "lot": "WR-2026-0001", "qty": 40},
+        {
+            "kind": "LOAD",
+            "bay": "A1",
+            "sku": "steel-coil",
+            "lot": "WR-2026-0001",
+            "qty": 4,
+            "grams": 100_000,
+        },
+        {
+            "kind": "UNLOAD",
+            "bay": "A1",
+            "sku": "steel-coil",
+            "lot": "WR-2026-0001",
+            "qty": 2,
+            "release": "rel-0007",
+        },
+        {"kind": "WEIGHT", "bay": "A1", "grams": 1_050_123},
+        {"kind": "DOOR", "bay": "dock-1", "door": "OPEN"},
+        {"kind": "HEARTBEAT"},
+        {"kind": "TAMPER", "reason": 'enclosure opened: 账物不符 "check"'},
+    ]
+    prev = "0" * 64
+    events = []
+    for seq, form in enumerate(forms, start=1):
+        body = dict.fromkeys(EVENT_KEYS)
+        body.update(
+            {
+                "v": 1,
+                "warehouse": "wh-1",
+                "gateway": "gw-1",
+                "device": "dev-1",
+                "seq": seq,
+                "prev": prev,
+                "ts_ms": 1_764_000_000_000 + seq * 1000,
+            }
+        )
+        body.update(form)
+        canonical = jcs(body)
+        sig = bytes(key.sign(EVENT_DOMAIN + canonical).signature)
+        wire = jcs({"event": body, "kid": kid, "sig": sig.hex(), "v": 1})
+        event_id = hashlib.sha256(canonical).hexdigest()
+        events.append(
+            {
+                "canonical": canonical.decode(),
+                "event_id": event_id,
+                "signature": sig.hex(),
+                "wire": wire.decode(),
+            }
+        )
+        prev = event_id
+    receipt_body = {
+        "anchor": kid,
+        "gateway": "gw-1",
+        "ts_ms": 1_764_000_100_000,
+        "v": 1,
+        "warehouse": "wh-1",
+        "items": [
+            {"id": events[0]["event_id"], "reason": None, "status": "stored"},
+            {"id": events[1]["event_id"], "reason": None, "status": "duplicate"},
+            {"id": events[2]["event_id"], "reason": "unknown release", "status": "quarantined"},
+        ],
+    }
+    receipt_sig = bytes(key.sign(RECEIPT_DOMAIN + jcs(receipt_body)).signature).hex()
+    return {
+        "description": "Events and a receipt made from docs/PROTOCOL.md with json, hashlib and "
+        "PyNaCl only. One key signs both (a test convenience; in production the gateway and "
+        "the anchor hold different keys).",
+        "seed_hex": seed.hex(),
+        "public_key_hex": public.hex(),
+        "key_id": kid,
+        "events": events,
+        "receipt_wire": jcs({"receipt": receipt_body, "sig": receipt_sig}).decode(),
+    }
+
+
 GENERATORS: dict[str, Callable[[], object]] = {
     "merkle_generated.json": merkle_generated,
+    "protocol.json": protocol_vectors,
 }
 
 
