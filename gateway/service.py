@@ -141,16 +141,24 @@ class GatewayService:
         except (GatewayError, PledgewatchError) as exc:
             log.error("config reload refused, keeping the running config: %s", exc)
             return
-        changed = [n for n in ("gateway", "anchor", "mqtt", "outbox")
-                   if getattr(new, n) != getattr(self.config, n)]
+        changed = [
+            n
+            for n in ("gateway", "anchor", "mqtt", "outbox")
+            if getattr(new, n) != getattr(self.config, n)
+        ]
         if changed:
-            log.error("config reload: [%s] changed; those need a restart and were not applied",
-                      "], [".join(changed))
+            log.error(
+                "config reload: [%s] changed; those need a restart and were not applied",
+                "], [".join(changed),
+            )
         for bound in self.sensors:  # close first: a GPIO pin or serial port can be reused
             bound.sensor.close()
-        new = replace(self.config, sensors=new.sensors,
-                      heartbeat_interval_s=new.heartbeat_interval_s,
-                      health_interval_s=new.health_interval_s)
+        new = replace(
+            self.config,
+            sensors=new.sensors,
+            heartbeat_interval_s=new.heartbeat_interval_s,
+            health_interval_s=new.health_interval_s,
+        )
         try:
             self.sensors = self.sensor_builder(new)
         except (GatewayError, PledgewatchError) as exc:
