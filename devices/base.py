@@ -56,7 +56,7 @@ class Reading:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out: dict[str, Any] = {name: getattr(self, name) for name in _READING_FIELDS}
         out["kind"] = self.kind.value
         out["door"] = None if self.door is None else self.door.value
         return out
@@ -66,7 +66,7 @@ class Reading:
         """Parse a JSON-decoded reading. Unknown keys are refused; absent optionals are null."""
         if not isinstance(data, dict):
             raise ValidationError(f"reading: got {type(data).__name__}, want object")
-        names = {f.name for f in fields(cls)}
+        names = set(_READING_FIELDS)
         extra = sorted(set(data) - names)
         missing = sorted({"device", "kind", "ts_ms"} - set(data))
         if extra or missing:
@@ -81,6 +81,9 @@ class Reading:
                 f"reading kind/door: got {data.get('kind')!r}/{data.get('door')!r}"
             ) from None
         return cls(**values)
+
+
+_READING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Reading))
 
 
 @dataclass(frozen=True, slots=True)

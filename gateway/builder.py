@@ -9,6 +9,7 @@ One transaction covers a whole batch (group commit).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from gateway.outbox import Outbox
 from gateway.store import GatewayStore
 from pledgewatch.errors import ValidationError
 from pledgewatch.events import ZERO_HASH, SignedEvent
-from pledgewatch.signing import SigningKey, sign_event
+from pledgewatch.signing import EVENT_DOMAIN, SigningKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +84,13 @@ class EventBuilder:
             except ValidationError as exc:
                 invalid.append(Invalid(reading, str(exc)))
                 continue
-            signed = sign_event(event, self._key)
-            event_id = event.event_id()
+            body = event.canonical()  # encoded once: signed, hashed and shipped as is
+            signature = self._key.sign(EVENT_DOMAIN, body)
+            event_id = hashlib.sha256(body).hexdigest()
+            wire = SignedEvent.wire_from_body(body, self._key.key_id, signature)
             heads[reading.device] = ChainHead(event.seq, event_id)
-            accepted.append(signed)
-            rows.append((event_id, event.device, event.seq, now_ms, signed.to_wire()))
+            accepted.append(SignedEvent(event, self._key.key_id, signature))
+            rows.append((event_id, event.device, event.seq, now_ms, wire))
         if rows or invalid:
             self._commit(heads, rows, invalid)
         return BuildResult(tuple(accepted), tuple(invalid), tuple(readings[taken:]))

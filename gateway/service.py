@@ -90,6 +90,9 @@ class GatewayService:
         self.pending: collections.deque[Reading] = collections.deque()
         self.inflight: dict[str, float] = {}
         self.cursor = 0
+        # Set by the main loop when it has handled CONNECTED (and rewound), cleared on
+        # DISCONNECTED: paho's own flag flips earlier, which would publish a batch twice.
+        self.link_up = False
         self.alarms: set[Alarm] = set()
         self.last_receipt_ms: int | None = None
         self._next_heartbeat = 0.0
@@ -177,45 +180,60 @@ class GatewayService:
 
     def _drain_inbox(self) -> None:
         inbox = self.publisher.inbox
+        items = []
         while not inbox.empty():
-            self._handle(inbox.get_nowait())
+            items.append(inbox.get_nowait())
+        self._handle_all(items)
 
     def _handle(self, item: Inbound) -> None:
-        if item.signal is Signal.RECEIPT:
-            self._receipt(item.payload)
-        elif item.signal is Signal.CONNECTED:
+        self._handle_all([item])
+
+    def _handle_all(self, items: list[Inbound]) -> None:
+        """Handle signals in order; all receipts among them are acknowledged in one commit."""
+        released: list[str] = []
+        for item in items:
+            if item.signal is Signal.RECEIPT:
+                released.extend(self._receipt_ids(item.payload))
+            else:
+                self._signal(item)
+        if released:
+            self.outbox.ack(released, self.clock.wall_ms())
+            for event_id in released:
+                self.inflight.pop(event_id, None)
+            self.last_receipt_ms = self.clock.wall_ms()
+
+    def _signal(self, item: Inbound) -> None:
+        if item.signal is Signal.CONNECTED:
             log.info("connected to broker (%s); resending unreceipted events", item.detail)
             self.alarms.discard(Alarm.BROKER_DOWN)
             self._rewind()
+            self.link_up = True
         elif item.signal is Signal.DISCONNECTED:
             log.warning("broker connection lost: %s", item.detail)
             self.alarms.add(Alarm.BROKER_DOWN)
+            self.link_up = False
         elif item.signal is Signal.PUBLISH_REFUSED:
             log.error("broker refused a publish on %s: %s", self.topic, item.detail)
             self.alarms.add(Alarm.PUBLISH_REFUSED)
 
-    def _receipt(self, payload: bytes) -> None:
+    def _receipt_ids(self, payload: bytes) -> list[str]:
+        """The event ids a verified receipt releases; [] (and an alarm) if it is not valid."""
         ident = self.config.gateway
         try:
             receipt = parse_receipt(payload, self.config.anchor.public_key)
         except PledgewatchError as exc:
             log.warning("ignored a message on the receipt topic: %s", exc)
             self.alarms.add(Alarm.RECEIPT_INVALID)
-            return
+            return []
         if (receipt.warehouse, receipt.gateway) != (ident.warehouse, ident.id):
             log.warning("ignored a receipt for %s/%s", receipt.warehouse, receipt.gateway)
             self.alarms.add(Alarm.RECEIPT_INVALID)
-            return
+            return []
         for item in receipt.items:
             if item.status is ReceiptStatus.QUARANTINED:
                 log.error("anchor quarantined event %s: %s", item.event_id, item.reason)
                 self.alarms.add(Alarm.QUARANTINED)
-        now = self.clock.wall_ms()
-        ids = [item.event_id for item in receipt.items]
-        self.outbox.ack(ids, now)
-        for event_id in ids:
-            self.inflight.pop(event_id, None)
-        self.last_receipt_ms = now
+        return [item.event_id for item in receipt.items]
 
     def _rewind(self) -> None:
         self.cursor = 0
@@ -293,7 +311,7 @@ class GatewayService:
         return len(result.accepted)
 
     def _send(self) -> int:
-        if not self.publisher.connected:
+        if not (self.link_up and self.publisher.connected):
             return 0
         mono = self.clock.monotonic()
         if self.inflight:

@@ -100,7 +100,7 @@ class Event:
             raise ValidationError("invalid event: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        out: dict[str, Any] = {name: getattr(self, name) for name in _EVENT_FIELDS}
         out["kind"] = self.kind.value
         out["door"] = None if self.door is None else self.door.value
         return out
@@ -116,7 +116,7 @@ class Event:
         """Build from a decoded body; the key set must be exactly the documented one."""
         if not isinstance(data, dict):
             raise ValidationError(f"event body: got {type(data).__name__}, want object")
-        want = {f.name for f in fields(cls)}
+        want = set(_EVENT_FIELDS)
         if set(data) != want:
             missing = sorted(want - set(data))
             extra = sorted(set(data) - want)
@@ -126,6 +126,9 @@ class Event:
         if values["door"] is not None:
             values["door"] = _enum(DoorState, "door", values["door"])
         return cls(**values)
+
+
+_EVENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Event))
 
 
 def _enum(cls: type[Kind] | type[DoorState], name: str, value: object) -> Any:
@@ -233,13 +236,27 @@ class SignedEvent:
         return self.event.event_id()
 
     def to_wire(self) -> bytes:
-        return canonical.encode(
-            {
-                "event": self.event.to_dict(),
-                "kid": self.key_id,
-                "sig": self.signature.hex(),
-                "v": ENVELOPE_VERSION,
-            }
+        return self.wire_from_body(self.event.canonical(), self.key_id, self.signature)
+
+    @staticmethod
+    def wire_from_body(body: bytes, key_id: str, signature: bytes) -> bytes:
+        """The envelope's canonical bytes from the body's canonical bytes, without re-encoding.
+
+        Canonical by construction: the keys ``event < kid < sig < v`` are already in order, and
+        ``key_id`` and the hex signature need no escaping (callers pass checked values).
+        """
+        return b"".join(
+            (
+                b'{"event":',
+                body,
+                b',"kid":"',
+                key_id.encode(),
+                b'","sig":"',
+                signature.hex().encode(),
+                b'","v":',
+                str(ENVELOPE_VERSION).encode(),
+                b"}",
+            )
         )
 
     @classmethod

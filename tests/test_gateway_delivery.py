@@ -41,6 +41,9 @@ def test_publish_and_receipt_round_trip(tmp_path: Path, mosquitto: MosquittoServ
             assert grams_in_seq_order(ledger, device) == list(range(300))
         assert status["devices"] == {**dict.fromkeys(DEVICES, 300), GATEWAY: 1}
         assert status["last_receipt_age_s"] is not None
+        # Regression (bench find): the first batch after connect was published twice.
+        assert status["counters"].get("receipt_unknown", 0) == 0  # type: ignore[union-attr]
+        assert responder.snapshot().deliveries == 901
         assert rig.stop() == 0
     finally:
         rig.stop()
