@@ -55,6 +55,8 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
         raise EncodingError(f"canonical input must be bytes, got {type(data).__name__}")
     if len(data) > max_bytes:
         raise EncodingError(f"input is {len(data)} bytes, limit is {max_bytes}")
+    if _too_deep(bytes(data)):
+        raise EncodingError(f"input nests deeper than {MAX_DEPTH}")
     try:
         text = bytes(data).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -74,6 +76,33 @@ def decode(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     if again != data:
         raise EncodingError("input is valid JSON but not in canonical form")
     return value
+
+
+def _too_deep(data: bytes) -> bool:
+    """Depth check *before* parsing: the stdlib parser recurses once per level, and a process
+    whose recursion limit was raised (web3's dependencies do that) can crash on deep input.
+    Fast path: fewer opening brackets than the limit cannot nest deeper than it."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
 
 
 def _check(value: object, path: str, depth: int) -> None:

@@ -18,7 +18,12 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gateway.demo", "run the pipeline on embedded defaults (no servers needed)"),
     "gateway": ("gateway.command", "edge gateway: keygen, run, status"),
+    "anchor": ("anchor.command", "bank side: run, keygen, enrol, revoke, quarantine, status"),
+    "proof": ("anchor.proof_command", "write an event's self-contained proof file"),
+    "audit": ("anchor.audit_command", "recompute the log from raw rows; report tampering"),
     "simulate": ("devices.sim.command", "stream readings or signed messages of a scenario"),
+    "verify": ("pledgewatch.verify_command", "check a proof file offline"),
+    "witness": ("anchor.witness_command", "the bank's witness: keygen, run, show"),
 }
 
 

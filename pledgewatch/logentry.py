@@ -131,3 +131,16 @@ def parse_leaf(data: bytes) -> SignedEvent | KeyRecord:
     if value.get("type") == "key" and set(value) == {"key", "type", "v"}:
         return KeyRecord.from_dict(value["key"])
     raise ValidationError("leaf: want type event (keys signed, type, v) or key (key, type, v)")
+
+
+_EVENT_LEAF_HEAD = b'{"signed":'
+_EVENT_LEAF_TAIL = b',"type":"event","v":1}'
+
+
+def event_leaf_from_wire(wire: bytes) -> bytes:
+    """``event_leaf`` without decoding: ``wire`` must already be canonical envelope bytes.
+
+    Canonical JSON sorts keys, and ``"signed" < "type" < "v"``, so the leaf is literally
+    ``{"signed":`` + wire + ``,"type":"event","v":1}``.
+    """
+    return _EVENT_LEAF_HEAD + wire + _EVENT_LEAF_TAIL

@@ -21,7 +21,15 @@ COMPONENTS=(
   "mosquitto_clients|mosquitto-clients"
   "openssl|openssl"
   "postgresql|postgresql"
+  "npm|npm"
+  "anvil|"
 )
+
+# anvil (Foundry's Ethereum dev node) comes from npm: @foundry-rs/anvil ships the native binary
+# in a per-platform package (@foundry-rs/anvil-linux-amd64, ...). It is installed into the
+# checkout's .tools/ (no root needed, nothing on PATH); tests/servers.py looks there first.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ANVIL_PACKAGE="@foundry-rs/anvil@1.7.1"
 
 first_executable() {
   local candidate
@@ -56,6 +64,30 @@ find_postgresql() {
   # shellcheck disable=SC2046
   first_executable $(ls -d /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -rV) \
     "$(command -v initdb || true)"
+}
+
+find_npm() {
+  command -v npm
+}
+
+find_anvil() {
+  # The native binary, never the npm node wrapper (tests kill -9 the node).
+  # shellcheck disable=SC2046
+  first_executable \
+    $(ls -d "$ROOT"/.tools/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | sort -r) \
+    $(ls -d /usr/local/lib/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | sort -r) \
+    $(ls -d /usr/lib/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | sort -r) \
+    "${HOME:-/root}/.foundry/bin/anvil"
+}
+
+install_anvil() {
+  # --ignore-scripts: the package's postinstall only downloads the platform package when npm
+  # skipped it; the optional dependency already carries the binary. --engine-strict=false:
+  # that package declares node >= 20 and Debian 12 ships 18, but the binary never runs
+  # under node (tests start it directly). Checked with npm 9.2 (Debian 12's) and npm 11.
+  npm install --prefix "$ROOT/.tools" --no-save --no-audit --no-fund --ignore-scripts \
+    --engine-strict=false \
+    --loglevel=error "$ANVIL_PACKAGE" >&2
 }
 
 SUDO=()

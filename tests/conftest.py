@@ -11,15 +11,24 @@ sys.path: test modules can `from servers import MosquittoServer`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from servers import (
+    ANVIL_DIRS,
+    PG_BIN_DIRS,
+    AnvilFactory,
+    AnvilServer,
     MosquittoFactory,
     MosquittoServer,
+    PostgresFactory,
+    PostgresServer,
     ServerProcess,
+    anvil_binary,
     require_binary,
     stop_all,
 )
@@ -84,3 +93,91 @@ def mosquitto_factory(request: pytest.FixtureRequest) -> Iterator[MosquittoFacto
 def mosquitto(mosquitto_factory: MosquittoFactory) -> MosquittoServer:
     """A fresh anonymous broker for this test on 127.0.0.1:<random>, persistence on."""
     return mosquitto_factory()
+
+
+@pytest.fixture
+def anvil_factory(request: pytest.FixtureRequest) -> Iterator[AnvilFactory]:
+    """Build Ethereum dev nodes: `anvil_factory(block_time=1, chain_id=..., start=False)`.
+
+    Options are `AnvilServer` fields. Nodes are started unless `start=False` and are closed
+    after the test. anvil comes from npm (scripts/ensure-servers.sh puts it in .tools/).
+    """
+    binary = anvil_binary(require_binary("anvil", ANVIL_DIRS))
+    made: list[ServerProcess] = []
+
+    def make(*, start: bool = True, **options: Any) -> AnvilServer:
+        server = AnvilServer(binary=binary, **options)
+        made.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    _close_all(request, made)
+
+
+@pytest.fixture
+def anvil(anvil_factory: AnvilFactory) -> AnvilServer:
+    """A fresh automining anvil for this test on 127.0.0.1:<random> (chain id 31337)."""
+    return anvil_factory()
+
+
+def _require_postgres() -> None:
+    require_binary("initdb", PG_BIN_DIRS)
+    require_binary("postgres", PG_BIN_DIRS)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the whole session on 127.0.0.1:<random> (database
+    `pledgewatch`). Tests that write should take `pg_url` (a fresh database each); tests
+    that stop, kill or reconfigure a server take `postgres_factory` instead.
+    """
+    _require_postgres()
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+_PG_DATABASES = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """URL of a fresh, empty database `test_<n>` on the session cluster; dropped afterwards."""
+    name = f"test_{next(_PG_DATABASES)}"
+    url = postgres.create_database(name)
+    yield url
+    postgres.drop_database(name)
+
+
+@pytest.fixture
+def postgres_factory(request: pytest.FixtureRequest) -> Iterator[PostgresFactory]:
+    """Build private clusters: `postgres_factory(settings={...}, start=False)`.
+
+    Options are `PostgresServer` fields; each cluster is closed (stopped, temp dir removed)
+    after the test. initdb takes about half a second.
+    """
+    _require_postgres()
+    made: list[ServerProcess] = []
+
+    def make(*, start: bool = True, **options: Any) -> PostgresServer:
+        server = PostgresServer(**options)
+        made.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield make
+    _close_all(request, made)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty anchor store, once per backend: a SQLite file in `tmp_path`, or a fresh
+    PostgreSQL database on the session cluster (started only when a test asks for it).
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'anchor.db'}"
+    return str(request.getfixturevalue("pg_url"))

@@ -44,6 +44,8 @@ class GatewayRig:
     mqtt_extra: dict[str, object] = field(default_factory=dict)
     outbox_max: int = 100_000
     source: str = "readings.jsonl"
+    gateway: str = GATEWAY
+    resend_after_s: int = 5
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -61,12 +63,12 @@ class GatewayRig:
             "keepalive_s": 5,
             "reconnect_min_s": 1,
             "reconnect_max_s": 2,
-            "resend_after_s": 5,
+            "resend_after_s": self.resend_after_s,
             **self.mqtt_extra,
         }
         lines = [
             "[gateway]",
-            f'id = "{GATEWAY}"',
+            f'id = "{self.gateway}"',
             f'warehouse = "{WAREHOUSE}"',
             'key_file = "gateway.key"',
             'state_db = "state/gateway.db"',
@@ -96,7 +98,7 @@ class GatewayRig:
             "127.0.0.1",
             port or self.broker_port,
             self.anchor_key,
-            {GATEWAY: self.key.public_key},
+            {self.gateway: self.key.public_key},
             **kwargs,
         )  # type: ignore[arg-type]
         responder.start()

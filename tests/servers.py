@@ -668,6 +668,221 @@ def make_test_tls(directory: Path, days: int = 2) -> None:
         (directory / "server.csr").unlink()
 
 
+PG_BIN_DIRS = ("/usr/lib/postgresql/*/bin",)
+PG_READY = "database system is ready to accept connections"
+
+
+class PostgresFactory(Protocol):
+    """The `postgres_factory` fixture: PostgresServer options in, a (started) server out."""
+
+    def __call__(self, *, start: bool = True, **options: Any) -> PostgresServer: ...
+
+
+def postgres_binaries() -> tuple[str, str] | None:
+    """`(initdb, postgres)` of one PostgreSQL installation (the highest version), or None."""
+    initdb = find_binary("initdb", PG_BIN_DIRS)
+    if initdb is None:
+        return None
+    sibling = Path(initdb).with_name("postgres")
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return initdb, str(sibling)
+    postgres = find_binary("postgres", PG_BIN_DIRS)
+    return None if postgres is None else (initdb, postgres)
+
+
+@dataclass(kw_only=True, eq=False)
+class PostgresServer(ServerProcess):
+    """A throwaway PostgreSQL cluster: data in `workdir/data`, TCP on 127.0.0.1:`port` only.
+
+    - `initdb` runs on the first start only (`-A trust -E UTF8 --locale=C`); restarts keep the
+      data. `pg_hba.conf` is one line, `host all all 127.0.0.1/32 trust`: no password, no
+      other address, no unix-socket logins. The socket directory is `workdir/run` (`-k`).
+    - When we are root, initdb and the server run as `os_user` (PostgreSQL refuses to run as
+      root) through `setpriv`, which execs: the child process *is* the postmaster, so
+      `kill()` hits the server and not a wrapper. `workdir` is given to that user (0700) and
+      must not live under a root-only directory. When we are not root it runs as us.
+    - `fsync` and `synchronous_commit` stay on: a COMMIT that returned is on disk, which is
+      what the kill -9 tests rely on. (initdb itself runs with `--no-sync`: its files reach
+      the page cache, which a kill -9 does not lose.)
+    - `stop()` is a *fast* shutdown (SIGINT: open transactions roll back, clients are
+      disconnected, a checkpoint is written). SIGTERM would be a *smart* shutdown that waits
+      for every client to leave.
+    - `kill()` freezes the postmaster (SIGSTOP, so it cannot fork), then SIGKILLs it and every
+      child (backends, checkpointer, WAL writer): the whole server dies at once, as in a
+      crash, and no orphaned backend keeps the old shared memory that would stop the next
+      postmaster from starting. `restart(crash=True)` then runs WAL crash recovery.
+    - The database `database` (default `pledgewatch`) is created on the first start; `url`
+      points at it. `create_database` / `drop_database` make more (the `pg_url` fixture
+      gives every test a fresh one). Needs psycopg 3, imported lazily.
+    """
+
+    name: ClassVar[str] = "postgres"
+    _ready_marker: ClassVar[str | None] = PG_READY
+
+    database: str = "pledgewatch"
+    superuser: str = "postgres"
+    os_user: str = "postgres"
+    settings: dict[str, str] = field(default_factory=dict)
+
+    _created: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.workdir / "run"
+
+    @property
+    def url(self) -> str:
+        return self.url_for(self.database)
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{self.superuser}@{self.host}:{self.port}/{database}"
+
+    def effective_user(self) -> str | None:
+        """The OS user the server runs as when we are root; None when we are not root."""
+        return self.os_user if os.geteuid() == 0 else None
+
+    def _binaries(self) -> tuple[str, str]:
+        found = postgres_binaries()
+        if found is None:
+            raise ServerError("initdb/postgres not found; run scripts/ensure-servers.sh")
+        return found
+
+    def _as_user(self, argv: list[str]) -> list[str]:
+        user = self.effective_user()
+        if user is None:
+            return argv
+        setpriv = find_binary("setpriv")
+        if setpriv is None:
+            raise ServerError("setpriv (util-linux) not found: needed to run PostgreSQL as root")
+        return [setpriv, "--reuid", user, "--regid", user, "--init-groups", "--", *argv]
+
+    def _prepare(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.socket_dir.mkdir(exist_ok=True)
+        user = self.effective_user()
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            for path in (self.workdir, self.socket_dir):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+                path.chmod(0o700)
+        initdb, _ = self._binaries()
+        argv = [initdb, "-D", str(self.data_dir), "-U", self.superuser, "-A", "trust",
+                "-E", "UTF8", "--locale=C", "--no-sync"]  # fmt: skip
+        result = subprocess.run(
+            self._as_user(argv), cwd=self.workdir, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise ServerError(f"initdb failed ({result.returncode}):\n{result.stderr.strip()}")
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(f"host all all {self.host}/32 trust\n")
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(hba, entry.pw_uid, entry.pw_gid)
+
+    def _command(self) -> list[str]:
+        _, postgres = self._binaries()
+        options = {
+            "listen_addresses": self.host,
+            "fsync": "on",
+            "synchronous_commit": "on",
+            "unix_socket_permissions": "0700",
+            **self.settings,
+        }
+        argv = [postgres, "-D", str(self.data_dir), "-p", str(self.port),
+                "-k", str(self.socket_dir)]  # fmt: skip
+        for key, value in options.items():
+            argv += ["-c", f"{key}={value}"]
+        return self._as_user(argv)
+
+    def start(self) -> None:
+        """Start (initdb on the first start) and create `database` once."""
+        super().start()
+        if not self._created:
+            self.create_database(self.database, exist_ok=True)
+            self._created = True
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT); SIGTERM and then SIGKILL only if it hangs."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(self.stop_timeout)
+        super().stop()
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and all its children at once (see the class docstring)."""
+        if self._proc is None or self._proc.poll() is not None:
+            super().kill()
+            return
+        self._proc.send_signal(signal.SIGSTOP)
+        children = _child_pids(self._proc.pid)
+        super().kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + self.stop_timeout
+        while any(_alive(pid) for pid in children):
+            if time.monotonic() > deadline:
+                raise ServerError(f"postgres children {children} survived SIGKILL")
+            time.sleep(0.01)
+
+    def connect(self, database: str | None = None) -> Any:
+        """An autocommit psycopg connection to `database` (default: `self.database`)."""
+        import psycopg
+
+        return psycopg.connect(self.url_for(database or self.database), autocommit=True)
+
+    def create_database(self, name: str, *, exist_ok: bool = False) -> str:
+        """Create database `name` (owned by the superuser); returns its URL."""
+        from psycopg import sql
+
+        with self.connect("postgres") as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            elif not exist_ok:
+                raise ServerError(f"database {name!r} already exists")
+        return self.url_for(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop database `name`, disconnecting anyone still connected to it."""
+        from psycopg import sql
+
+        with self.connect("postgres") as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _child_pids(parent: int) -> list[int]:
+    """Pids whose parent is `parent` (from /proc/<pid>/stat; Linux only)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after ")".
+        fields = text[text.rfind(")") + 2 :].split()
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (a zombie holds no memory any more)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2 :].split()[0] != "Z"
+
+
 @dataclass(frozen=True)
 class Connack:
     """What the broker answered to CONNECT."""
@@ -848,3 +1063,93 @@ class MqttProbe:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Where scripts/ensure-servers.sh puts anvil (npm package @foundry-rs/anvil, which ships the
+# native binary in a per-platform package), then where a global `npm install -g` or foundryup
+# would. The npm `anvil` on PATH is a node wrapper that spawns the binary: `anvil_binary()`
+# swaps it for the binary itself, so SIGKILL hits the node and not only the wrapper.
+ANVIL_DIRS: tuple[str, ...] = (
+    str(REPO_ROOT / ".tools/node_modules/@foundry-rs/anvil-*/bin"),
+    "/usr/local/lib/node_modules/@foundry-rs/anvil-*/bin",
+    "/usr/lib/node_modules/@foundry-rs/anvil-*/bin",
+    str(Path.home() / ".foundry/bin"),
+)
+
+
+def anvil_binary(path: str) -> str:
+    """The native anvil binary for `path` (as found by `find_binary("anvil", ANVIL_DIRS)`)."""
+    real = Path(path).resolve()
+    if real.suffix not in {".mjs", ".js", ".cjs"}:
+        return str(real)
+    # node_modules/@foundry-rs/anvil/bin.mjs -> node_modules/@foundry-rs/anvil-<os>-<arch>/bin
+    for candidate in sorted(real.parent.parent.glob("anvil-*/bin/anvil"), reverse=True):
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise ServerError(f"{path} is the npm wrapper, but no native anvil binary sits beside it")
+
+
+class AnvilFactory(Protocol):
+    """The `anvil_factory` fixture: AnvilServer options in, a (started) node out."""
+
+    def __call__(self, *, start: bool = True, **options: Any) -> AnvilServer: ...
+
+
+@dataclass(kw_only=True, eq=False)
+class AnvilServer(ServerProcess):
+    """anvil (Foundry's Ethereum dev node) on loopback: JSON-RPC over HTTP on `port`.
+
+    - `block_time`: None = automine (a block per transaction, at once); N = a block every N
+      seconds (what confirmations need: with automine no block follows the last one).
+    - `chain_id`: None = anvil's default (31337).
+    - `accounts`: how many funded, unlocked dev accounts (`eth_accounts`).
+
+    All state is in memory: a restart (even a clean one) starts a fresh chain from block 0,
+    so every transaction of the previous run is gone.
+    """
+
+    name: ClassVar[str] = "anvil"
+    _ready_marker: ClassVar[str | None] = "Listening on"
+
+    block_time: float | None = None
+    chain_id: int | None = None
+    accounts: int = 3
+    binary: str | None = None
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def ledger_url(self, **options: object) -> str:
+        """An `ethereum+http://` ledger URL for this node with `options` as the query."""
+        query = "&".join(f"{key}={value}" for key, value in options.items())
+        return f"ethereum+{self.rpc_url}" + (f"?{query}" if query else "")
+
+    def _command(self) -> list[str]:
+        binary = self.binary or find_binary("anvil", ANVIL_DIRS)
+        if binary is None:
+            raise ServerError("anvil not found; run scripts/ensure-servers.sh")
+        return [
+            anvil_binary(binary),
+            "--host", self.host,
+            "--port", str(self.port),
+            "--accounts", str(self.accounts),
+            *(["--block-time", f"{self.block_time:g}"] if self.block_time is not None else []),
+            *(["--chain-id", str(self.chain_id)] if self.chain_id is not None else []),
+        ]  # fmt: skip
+
+    def rpc(self, method: str, params: Sequence[object] = (), timeout: float = 5.0) -> Any:
+        """One JSON-RPC call (for test set-up: `anvil_setBalance`, `evm_mine`, ...)."""
+        import json
+        import urllib.request
+
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+        request = urllib.request.Request(
+            self.rpc_url, body.encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read())
+        if "error" in answer:
+            raise ServerError(f"anvil {method}: {answer['error']}")
+        return answer["result"]

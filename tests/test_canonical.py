@@ -93,3 +93,22 @@ def test_arbitrary_bytes_decode_or_raise_our_error(data: bytes) -> None:
     except PledgewatchError:
         return
     assert canonical.encode(value) == data
+
+
+def test_deep_nesting_is_refused_before_parsing_even_with_a_raised_recursion_limit() -> None:
+    # Regression: web3's dependencies raise the recursion limit to 100,000 process-wide; then
+    # json.loads("[" * 100_000) overflows the C stack and kills the process.
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.setrecursionlimit(100_000)\n"
+        "from pledgewatch import canonical\n"
+        "try:\n    canonical.decode(b'[' * 100_000 + b']' * 100_000, max_bytes=1 << 20)\n"
+        "except canonical.EncodingError as exc:\n    print('refused:', exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused: input nests deeper than 16" in result.stdout

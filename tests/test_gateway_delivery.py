@@ -28,7 +28,7 @@ def rig_for(tmp_path: Path, broker: MosquittoServer, **kwargs: object) -> Gatewa
 
 
 def test_publish_and_receipt_round_trip(tmp_path: Path, mosquitto: MosquittoServer) -> None:
-    rig = rig_for(tmp_path, mosquitto)
+    rig = rig_for(tmp_path, mosquitto, resend_after_s=120)  # no timed resend: exact counts
     responder = rig.responder()
     try:
         rig.feed(weight_lines(DEVICES, 300))

@@ -1,0 +1,163 @@
+"""Anchor configuration: one TOML file, loaded once into frozen dataclasses.
+
+Every problem is reported in one ``ConfigError`` (the CLI exits 2 and starts nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from anchor.errors import ConfigError
+from pledgewatch.errors import ValidationError
+from pledgewatch.tomlconf import Fields, load_toml
+from pledgewatch.topics import ID_PATTERN
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorSection:
+    origin: str
+    key_file: Path
+    store: str
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSection:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+    ca_file: Path | None
+    share_group: str
+    keepalive_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogSection:
+    checkpoint_interval_ms: int
+    checkpoint_max_entries: int
+    gap_timeout_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSection:
+    url: str
+    every: int
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessSection:
+    url: str
+    name: str
+    public_key: bytes
+    timeout_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorConfig:
+    anchor: AnchorSection
+    mqtt: MqttSection
+    log: LogSection
+    ledger: LedgerSection
+    witness: WitnessSection | None
+
+
+def load(path: Path) -> AnchorConfig:
+    try:
+        raw = load_toml(path)
+    except ValidationError as exc:
+        raise ConfigError(str(path), [str(exc)]) from None
+    problems: list[str] = []
+    config = parse(raw, path.parent, problems)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return config
+
+
+def parse(raw: dict[str, object], base: Path, problems: list[str]) -> AnchorConfig:
+    root = Fields(raw, "", problems)
+    config = AnchorConfig(
+        anchor=_anchor(root.table("anchor"), base),
+        mqtt=_mqtt(root.table("mqtt"), base),
+        log=_log(root.table("log", required=False)),
+        ledger=_ledger(root.table("ledger", required=False), base),
+        witness=_witness(root.table("witness", required=False)) if "witness" in raw else None,
+    )
+    root.finish()
+    return config
+
+
+def _anchor(f: Fields, base: Path) -> AnchorSection:
+    origin = f.text("origin")
+    if origin and (" " in origin or "\n" in origin or "+" in origin):
+        problems = f.problems
+        problems.append(f"{f.path}.origin: got {origin!r}, want a name without spaces or '+'")
+    store = f.text("store", "sqlite:anchor.db")
+    worker = f.text("worker", "worker-1")
+    if worker and ID_PATTERN.fullmatch(worker) is None:
+        f.problems.append(f"{f.path}.worker: got {worker!r}, want [a-z0-9][a-z0-9._-]*")
+    if store and not store.startswith(("sqlite:", "postgresql://", "postgres://")):
+        f.problems.append(f"{f.path}.store: got {store!r}, want sqlite:PATH or postgresql://…")
+    section = AnchorSection(origin, base / f.text("key_file"), _relative_store(store, base), worker)
+    f.finish()
+    return section
+
+
+def _relative_store(url: str, base: Path) -> str:
+    """``sqlite:relative.db`` is relative to the config file's folder."""
+    if url.startswith("sqlite:") and not url.startswith("sqlite:///"):
+        return f"sqlite:///{(base / url.removeprefix('sqlite:')).resolve()}"
+    return url
+
+
+def _mqtt(f: Fields, base: Path) -> MqttSection:
+    ca = f.optional_text("ca_file")
+    tls = f.boolean("tls", False)
+    section = MqttSection(
+        host=f.text("host"),
+        port=f.integer("port", 8883 if tls else 1883, low=1, high=65535),
+        username=f.optional_text("username"),
+        password=f.optional_text("password"),
+        tls=tls,
+        ca_file=None if ca is None else base / ca,
+        share_group=f.text("share_group", "pledgewatch-anchor"),
+        keepalive_s=f.integer("keepalive_s", 30, low=5, high=3600),
+    )
+    f.finish()
+    return section
+
+
+def _log(f: Fields) -> LogSection:
+    section = LogSection(
+        checkpoint_interval_ms=f.integer("checkpoint_interval_ms", 1000, low=10, high=86_400_000),
+        checkpoint_max_entries=f.integer("checkpoint_max_entries", 10_000, low=1, high=10**7),
+        gap_timeout_s=f.integer("gap_timeout_s", 300, low=1, high=30 * 86_400),
+    )
+    f.finish()
+    return section
+
+
+def _ledger(f: Fields, base: Path) -> LedgerSection:
+    url = f.text("url", "sqlite:ledger.db")
+    if not url.startswith(("sqlite:", "ethereum+http://", "ethereum+https://")):
+        f.problems.append(f"{f.path}.url: got {url!r}, want sqlite:PATH or ethereum+http(s)://…")
+    section = LedgerSection(_relative_store(url, base), f.integer("every", 1, low=1, high=10**6))
+    f.finish()
+    return section
+
+
+def _witness(f: Fields) -> WitnessSection:
+    text = f.text("public_key")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if text and len(key) != 32:
+        f.problems.append(f"{f.path}.public_key: want 64 hex digits")
+    section = WitnessSection(
+        f.text("url"), f.text("name"), key, f.integer("timeout_s", 5, low=1, high=300)
+    )
+    f.finish()
+    return section

@@ -1,0 +1,1 @@
+"""Anchor storage: one schema on SQLite (default) or PostgreSQL (several workers)."""
