@@ -94,13 +94,14 @@ class AnchorRig:
         self.write_config()
         cli("anchor", "init", "--config", str(self.config_path))
 
-    def write_config(self) -> None:
+    def write_config(self, worker: str | None = None) -> Path:
+        worker = worker or self.worker
         lines = [
             "[anchor]",
             f'origin = "{ORIGIN}"',
             'key_file = "anchor.key"',
             f'store = "{self.store}"',
-            f'worker = "{self.worker}"',
+            f'worker = "{worker}"',
             "",
             "[mqtt]",
             'host = "127.0.0.1"',
@@ -142,7 +143,19 @@ class AnchorRig:
                     ]
                 )
             )
-        self.config_path.write_text("\n".join(lines))
+        path = self.config_path if worker == self.worker else self.workdir / f"anchor-{worker}.toml"
+        path.write_text("\n".join(lines))
+        return path
+
+    def start_worker(self, worker: str) -> Proc:
+        """Another anchor worker on the same store and broker (shared subscription)."""
+        config = self.write_config(worker)
+        proc = Proc(
+            ["anchor", "run", "--config", str(config)], self.workdir / f"anchor-{worker}.log"
+        )
+        proc.start()
+        self.procs.append(proc)
+        return proc
 
     def enrol(self, warehouse: str, gateway: str, public_key: bytes) -> None:
         cli(
@@ -200,6 +213,11 @@ class AnchorRig:
         return json.loads(out)  # type: ignore[no-any-return]
 
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        if self.store.startswith("postgresql://"):
+            import psycopg
+
+            with psycopg.connect(self.store, autocommit=True) as conn:
+                return [tuple(r) for r in conn.execute(sql.replace("?", "%s"), params)]
         path = self.workdir / "anchor.db"
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:

@@ -161,3 +161,44 @@ def test_audit_finds_rows_edited_deleted_or_inserted_in_the_database_file(
         result = cli("audit", "--config", str(anchor.config_path), "--json", check=False)
         assert result.returncode == 1, (name, result.stdout, result.stderr)
         assert finding in result.stdout, (name, result.stdout)
+
+
+def test_two_workers_on_postgresql_store_every_event_once_in_one_gapless_log(
+    tmp_path: Path, mosquitto: MosquittoServer, pg_url: str
+) -> None:
+    anchor = AnchorRig(tmp_path / "anchor", mosquitto.port, witness=False, store=pg_url)
+    gateways = [gateway_for(anchor, tmp_path, mosquitto, name) for name in ("gw-1", "gw-2")]
+    try:
+        anchor.start()
+        second = anchor.start_worker("worker-2")
+        anchor.wait_subscribed()
+        for g in gateways:
+            g.feed(weight_lines(DEVICES, 700))
+            g.start()
+        wait_until(lambda: anchor.status()["events"] >= 800, 60, "events flowing")
+        second.kill()  # one worker dies mid-stream; the shared subscription moves on
+        anchor.procs.remove(second)
+        anchor.start_worker("worker-2")
+        expected = 2 * (2 * 700 + 1)
+        status = anchor.wait_status(lambda s: s["events"] == expected and s["unsequenced"] == 0)
+        assert status["log_size"] == expected + 2
+        for g in gateways:
+            g.wait_status(lambda s: s["outbox_depth"] == 0)
+            for device in DEVICES:
+                chain_complete(anchor, g.gateway, device, 700)
+        indexes = sorted(
+            r[0]
+            for r in anchor.query(
+                "SELECT leaf_index FROM events UNION ALL SELECT leaf_index FROM key_records"
+            )
+        )
+        assert indexes == list(range(expected + 2))
+        workers = dict(anchor.query("SELECT worker, COUNT(*) FROM events GROUP BY worker"))
+        assert set(workers) == {"worker-1", "worker-2"}, workers  # both took a share
+        assert anchor.query("SELECT COUNT(*) FROM chain_records") == [(0,)]
+        audit = cli("audit", "--config", str(anchor.config_path), check=False)
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+    finally:
+        for g in gateways:
+            g.stop()
+        anchor.stop()

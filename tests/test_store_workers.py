@@ -26,14 +26,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from store_rig import BASE_MS, Gateway, check_log, open_store
 
+from anchor.chain import gap_scan
 from anchor.ingest import Ingestor
 from anchor.registry import enrol, load_keys
-from anchor.store.db import Database, Dialect
+from anchor.store.db import Database, Dialect, Tx
 from anchor.store.schema import SCHEMA_VERSION, migrate
 from pledgewatch.events import SignedEvent
 from pledgewatch.signing import SigningKey
@@ -160,43 +162,82 @@ def _wait_until_waiting_for_lock(db: Database, thread: threading.Thread) -> None
         time.sleep(0.01)
 
 
-def test_fork_split_over_two_workers_is_recorded(store_url: str) -> None:
-    """regression: two PostgreSQL workers storing the two versions of a forked seq at the
-    same time each missed the other's uncommitted row, and no FORK was recorded."""
-    db_a, db_b, observer = open_store(store_url), Database(store_url), Database(store_url)
-    db_b.open()
-    observer.open()
-    gw = Gateway("wh-1", "gw-1")
-    enrol(db_a, "wh-1", "gw-1", gw.key.public_key, now_ms=BASE_MS)
-    first = gw.event("door-1")
-    x = gw.event("door-1", seq=2, prev=first.event_id)
-    y = gw.event("door-1", seq=2, prev=first.event_id, grams=1)
-    keys = load_keys(db_a.read())
-    worker_a, worker_b = Ingestor(keys, "worker-a"), Ingestor(keys, "worker-b")
-    with db_a.transaction() as tx:
-        worker_a.process(tx, [gw.message(first)], BASE_MS)
-
-    failures: list[BaseException] = []
+def _second_waits_for_first(
+    store_url: str, first: Callable[[Tx], object], second: Callable[[Tx], object]
+) -> tuple[Database, list[object]]:
+    """Run `first` in a transaction on one connection and, while it is still open, `second`
+    in a transaction on another (a second worker); check that `second` waited for `first`
+    to commit. Returns an open observer connection and what `second` returned.
+    """
+    db_a, db_b, observer = Database(store_url), Database(store_url), Database(store_url)
+    for db in (db_a, db_b, observer):
+        db.open()
+    outcome: list[object] = []
 
     def other_worker() -> None:
         try:
             with db_b.transaction() as tx_b:
-                worker_b.process(tx_b, [gw.message(y)], BASE_MS + 2)
+                outcome.append(second(tx_b))
         except BaseException as exc:
-            failures.append(exc)
+            outcome.append(exc)
 
     thread = threading.Thread(target=other_worker)
     with db_a.transaction() as tx_a:
-        worker_a.process(tx_a, [gw.message(x)], BASE_MS + 1)
+        first(tx_a)
         thread.start()
         _wait_until_waiting_for_lock(observer, thread)
-        assert thread.is_alive(), "the second batch did not wait for the first"
+        assert thread.is_alive(), "the second worker did not wait for the first"
     thread.join(10)
-    assert failures == []
+    db_a.close()
+    db_b.close()
+    assert not any(isinstance(o, BaseException) for o in outcome), outcome
+    return observer, outcome
+
+
+def test_fork_split_over_two_workers_is_recorded(store_url: str) -> None:
+    """regression: two PostgreSQL workers storing the two versions of a forked seq at the
+    same time each missed the other's uncommitted row, and no FORK was recorded."""
+    db = open_store(store_url)
+    gw = Gateway("wh-1", "gw-1")
+    enrol(db, "wh-1", "gw-1", gw.key.public_key, now_ms=BASE_MS)
+    first = gw.event("door-1")
+    x = gw.event("door-1", seq=2, prev=first.event_id)
+    y = gw.event("door-1", seq=2, prev=first.event_id, grams=1)
+    keys = load_keys(db.read())
+    with db.transaction() as tx:
+        Ingestor(keys, "worker-a").process(tx, [gw.message(first)], BASE_MS)
+    db.close()
+
+    observer, _ = _second_waits_for_first(
+        store_url,
+        lambda tx: Ingestor(keys, "worker-a").process(tx, [gw.message(x)], BASE_MS + 1),
+        lambda tx: Ingestor(keys, "worker-b").process(tx, [gw.message(y)], BASE_MS + 2),
+    )
     records = observer.read().all("SELECT kind, seq_from, event_ids FROM chain_records")
     assert records == [("FORK", 2, f"{x.event_id},{y.event_id}")]
-    for db in (db_a, db_b, observer):
-        db.close()
+    observer.close()
+
+
+def test_gap_scan_waits_for_the_batch_that_fills_the_gap(store_url: str) -> None:
+    """regression: on PostgreSQL a gap scan running while another worker's batch filled the
+    gap (not yet committed) recorded a GAP that nothing would ever resolve."""
+    db = open_store(store_url)
+    gw = Gateway("wh-1", "gw-1")
+    enrol(db, "wh-1", "gw-1", gw.key.public_key, now_ms=BASE_MS)
+    events = gw.chain("scale-1", 4)
+    keys = load_keys(db.read())
+    with db.transaction() as tx:
+        Ingestor(keys, "worker-a").process(tx, [gw.message(events[i]) for i in (0, 1, 3)], BASE_MS)
+    db.close()
+
+    observer, made = _second_waits_for_first(
+        store_url,
+        lambda tx: Ingestor(keys, "worker-a").process(tx, [gw.message(events[2])], BASE_MS + 1),
+        lambda tx: gap_scan(tx, BASE_MS + 2, 0),
+    )
+    assert made == [0]
+    assert observer.read().all("SELECT kind FROM chain_records") == []
+    observer.close()
 
 
 def test_two_workers_migrate_a_fresh_store_at_once(store_url: str) -> None:
