@@ -1,0 +1,1 @@
+"""Reconciliation: stock from verified events against the loan book, as named conditions."""
