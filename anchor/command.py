@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration, key or arguments.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import signal
@@ -110,6 +111,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     db.close()
     key = keyfile.load(config.anchor.key_file)
     stop = threading.Event()
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1` dumps every thread's stack to stderr
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     publisher = Publisher(config, key)

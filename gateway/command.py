@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration or key (nothing wa
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import signal
@@ -83,6 +84,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 
     service.reloader = lambda: gateway_config.load(args.config)
     service.sensor_builder = _build_sensors
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1` dumps every thread's stack to stderr
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: service.request_reload())

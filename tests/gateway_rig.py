@@ -136,7 +136,16 @@ class GatewayRig:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=20)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # faulthandler: where is it stuck?
+            time.sleep(1)
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(
+                f"gateway did not stop on SIGTERM:\n{self.log()[-6000:]}"
+            ) from None
 
     def status(self) -> dict[str, object]:
         result = subprocess.run(
