@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from anchor_rig import WITNESS_NAME, AnchorRig, cli, wait_until
 
+from anchor_rig import WITNESS_NAME, AnchorRig, cli, wait_until
 from gateway_rig import WAREHOUSE, GatewayRig, weight_lines
 from servers import MosquittoServer
 

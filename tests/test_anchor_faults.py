@@ -14,7 +14,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from anchor_rig import AnchorRig, wait_until
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from devices.sim.faults import FaultKind
@@ -23,6 +22,7 @@ from devices.sim.stream import SimMessage, WireStream
 from pledgewatch.events import SignedEvent
 from pledgewatch.signing import sign_event
 
+from anchor_rig import AnchorRig, wait_until
 from servers import MosquittoServer
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from store_rig import BASE_MS, Gateway, check_log, open_store
 
 from anchor.chain import gap_scan
 from anchor.config import LogSection
@@ -26,6 +25,8 @@ from pledgewatch.logentry import key_leaf
 from pledgewatch.merkle import CompactRange
 from pledgewatch.receipts import ReceiptStatus
 from pledgewatch.signing import SigningKey
+
+from store_rig import BASE_MS, Gateway, check_log, open_store
 
 ORIGIN = "bank.example/pledgewatch-test"
 WH = "wh-1"

@@ -30,8 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from store_rig import BASE_MS, Gateway, check_log, open_store
-
 from anchor.chain import gap_scan
 from anchor.ingest import Ingestor
 from anchor.registry import enrol, load_keys
@@ -39,6 +37,8 @@ from anchor.store.db import Database, Dialect, Tx
 from anchor.store.schema import SCHEMA_VERSION, migrate
 from pledgewatch.events import SignedEvent
 from pledgewatch.signing import SigningKey
+
+from store_rig import BASE_MS, Gateway, check_log, open_store
 
 ORIGIN = "bank.example/pledgewatch-workers"
 WORKER = Path(__file__).with_name("store_worker.py")

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_prooffile import ORIGIN, WITNESS, World, edit, good_indexes, make_world
 
 from anchor.ledger.sqlite import SqliteLedger, SqliteLedgerConfig
 from pledgewatch.anchoring import LedgerReceipt, anchor_payload
 from pledgewatch.prooffile import Check
 
 from servers import AnvilServer, free_port
+from test_prooffile import ORIGIN, WITNESS, World, edit, good_indexes, make_world
 
 ROOT = Path(__file__).resolve().parent.parent
 
