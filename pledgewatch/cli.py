@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("gateway.command", "edge gateway: keygen, run, status"),
     "anchor": ("anchor.command", "bank side: run, keygen, enrol, revoke, quarantine, status"),
     "proof": ("anchor.proof_command", "write an event's self-contained proof file"),
+    "export": ("anchor.export_command", "write the log as files a bank can re-check offline"),
     "audit": ("anchor.audit_command", "recompute the log from raw rows; report tampering"),
     "simulate": ("devices.sim.command", "stream readings or signed messages of a scenario"),
     "verify": ("pledgewatch.verify_command", "check a proof file offline"),

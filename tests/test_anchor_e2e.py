@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from anchor_rig import WITNESS_NAME, AnchorRig, cli, wait_until
+from anchor.export import export_root, read_events, read_keys
+from pledgewatch import canonical
+from pledgewatch.checkpoint import verify_checkpoint
+
+from anchor_rig import ORIGIN, WITNESS_NAME, AnchorRig, cli, wait_until
 from gateway_rig import WAREHOUSE, GatewayRig, weight_lines
 from servers import MosquittoServer
 
@@ -84,6 +88,16 @@ def test_gateways_to_witnessed_anchored_log_and_a_verifiable_proof(
         audit = cli("audit", "--config", str(anchor.config_path), check=False)
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert "audit clean" in audit.stdout
+        exported = tmp_path / "export"
+        cli("export", "--config", str(anchor.config_path), "-o", str(exported))
+        manifest = canonical.decode((exported / "manifest.json").read_bytes().rstrip(b"\n"))
+        size, root = export_root(
+            read_events(exported / "signed-events.jsonl"), read_keys(exported / "gateways.json")
+        )
+        checkpoint = verify_checkpoint(
+            manifest["checkpoint"].encode(), ORIGIN, anchor.key.public_key, origin=ORIGIN
+        )
+        assert (size, root) == (checkpoint.size, checkpoint.root)  # the export is the whole log
     finally:
         for g in gateways:
             g.stop()
