@@ -89,7 +89,7 @@ class EventBuilder:
             event_id = hashlib.sha256(body).hexdigest()
             wire = SignedEvent.wire_from_body(body, self._key.key_id, signature)
             heads[reading.device] = ChainHead(event.seq, event_id)
-            accepted.append(SignedEvent(event, self._key.key_id, signature))
+            accepted.append(SignedEvent(event, self._key.key_id, signature, body))
             rows.append((event_id, event.device, event.seq, now_ms, wire))
         if rows or invalid:
             self._commit(heads, rows, invalid)

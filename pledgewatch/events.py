@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from pledgewatch import canonical
@@ -206,6 +206,8 @@ def _is_int(value: object) -> bool:
 
 ENVELOPE_VERSION = 1
 _KID = re.compile(r"[0-9a-f]{32}")
+_WIRE_HEAD = b'{"event":'
+_WIRE_TAIL_LEN = len(b',"kid":"') + 32 + len(b'","sig":"') + 128 + len(b'","v":1}')
 _SIG = re.compile(r"[0-9a-f]{128}")
 
 
@@ -224,8 +226,13 @@ class SignedEvent:
     event: Event
     key_id: str
     signature: bytes
+    # The body's canonical bytes, when already known (from_wire slices them out of the
+    # verified-canonical wire): saves re-encoding for the event id and the signature check.
+    body: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.body:
+            object.__setattr__(self, "body", self.event.canonical())
         if not isinstance(self.key_id, str) or _KID.fullmatch(self.key_id) is None:
             raise ValidationError(f"kid: got {self.key_id!r}, want 32 lowercase hex digits")
         if not isinstance(self.signature, bytes) or len(self.signature) != 64:
@@ -233,10 +240,10 @@ class SignedEvent:
 
     @property
     def event_id(self) -> str:
-        return self.event.event_id()
+        return hashlib.sha256(self.body).hexdigest()
 
     def to_wire(self) -> bytes:
-        return self.wire_from_body(self.event.canonical(), self.key_id, self.signature)
+        return self.wire_from_body(self.body, self.key_id, self.signature)
 
     @staticmethod
     def wire_from_body(body: bytes, key_id: str, signature: bytes) -> bytes:
@@ -271,4 +278,9 @@ class SignedEvent:
         sig = value["sig"]
         if not isinstance(sig, str) or _SIG.fullmatch(sig) is None:
             raise ValidationError("sig: want 128 lowercase hex digits")
-        return cls(Event.from_dict(value["event"]), value["kid"], bytes.fromhex(sig))
+        if not isinstance(value["kid"], str) or _KID.fullmatch(value["kid"]) is None:
+            raise ValidationError(f"kid: got {value['kid']!r}, want 32 lowercase hex digits")
+        # The wire is canonical (decode checked), so it is exactly '{"event":' + body + tail
+        # with a fixed-length tail: the body bytes are a slice, no re-encoding needed.
+        body = bytes(data[len(_WIRE_HEAD) : len(data) - _WIRE_TAIL_LEN])
+        return cls(Event.from_dict(value["event"]), value["kid"], bytes.fromhex(sig), body)

@@ -98,4 +98,4 @@ def verify_event(signed: SignedEvent, public_key: bytes) -> None:
     want = key_id(public_key)
     if signed.key_id != want:
         raise SignatureError(f"key id: got {signed.key_id}, want {want}")
-    verify(public_key, EVENT_DOMAIN, signed.event.canonical(), signed.signature)
+    verify(public_key, EVENT_DOMAIN, signed.body, signed.signature)

@@ -90,6 +90,7 @@ def test_event_round_trip_through_the_wire() -> None:
     signed = sign_event(event(), key)
     back = SignedEvent.from_wire(signed.to_wire())
     assert back == signed
+    assert back.body == signed.event.canonical()  # the slice from the wire is the body
     verify_event(back, key.public_key)
     assert back.event_id == signed.event.event_id()
 
