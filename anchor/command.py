@@ -18,8 +18,11 @@ from typing import TextIO
 
 from anchor import config as anchor_config
 from anchor import keyfile, registry
+from anchor.alerts import config as alerts_config
+from anchor.alerts import deliver
 from anchor.errors import AnchorError, ConfigError
 from anchor.publish import Publisher
+from anchor.reconcile import engine as reconcile_engine
 from anchor.service import AnchorWorker, now_ms
 from anchor.store.db import Database
 from anchor.store.schema import migrate
@@ -109,6 +112,7 @@ def _init(args: argparse.Namespace, out: TextIO) -> int:
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     config, db = _open(args)
     db.close()
+    alerting = alerts_config.load(args.config)  # validated before anything starts
     key = keyfile.load(config.anchor.key_file)
     stop = threading.Event()
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1` dumps every thread's stack to stderr
@@ -117,6 +121,27 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     publisher = Publisher(config, key)
     publisher_thread = threading.Thread(target=publisher.run, args=(stop,), daemon=True)
     publisher_thread.start()
+    threads = [publisher_thread]
+    if config.reconcile.enabled:
+        recon = config.reconcile
+        reconciler = threading.Thread(
+            target=reconcile_engine.serve,
+            args=(
+                config.anchor.store,
+                recon.state,
+                recon.settings,
+                config.bank.release_public_key,
+                recon.every_ms,
+                stop,
+            ),
+            daemon=True,
+        )
+        reconciler.start()
+        threads.append(reconciler)
+    if alerting.webhooks:
+        deliverer = threading.Thread(target=deliver.serve, args=(alerting, stop), daemon=True)
+        deliverer.start()
+        threads.append(deliverer)
     log.info(
         "anchor worker %s for log %s (key %s)",
         config.anchor.worker,
@@ -124,7 +149,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         key.key_id,
     )
     AnchorWorker(config, key).run(stop)
-    publisher_thread.join(timeout=30)
+    for thread in threads:
+        thread.join(timeout=30)
     return 0
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from anchor.errors import ConfigError
+from anchor.errors import AnchorError, ConfigError
+from anchor.reconcile.settings import RuleSettings
+from anchor.reconcile.snapshot import StateConfig, WeightTolerance
 from pledgewatch.errors import ValidationError
 from pledgewatch.tomlconf import Fields, load_toml
 from pledgewatch.topics import ID_PATTERN
@@ -56,12 +58,27 @@ class WitnessSection:
 
 
 @dataclass(frozen=True, slots=True)
+class BankSection:
+    release_public_key: bytes | None  # verifies release tokens on UNLOADs of pledged goods
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileSection:
+    enabled: bool  # run the live reconciler on this worker (one worker per store)
+    state: StateConfig
+    settings: RuleSettings
+    every_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class AnchorConfig:
     anchor: AnchorSection
     mqtt: MqttSection
     log: LogSection
     ledger: LedgerSection
     witness: WitnessSection | None
+    bank: BankSection
+    reconcile: ReconcileSection
 
 
 def load(path: Path) -> AnchorConfig:
@@ -84,7 +101,10 @@ def parse(raw: dict[str, object], base: Path, problems: list[str]) -> AnchorConf
         log=_log(root.table("log", required=False)),
         ledger=_ledger(root.table("ledger", required=False), base),
         witness=_witness(root.table("witness", required=False)) if "witness" in raw else None,
+        bank=_bank(root.table("bank", required=False)),
+        reconcile=_reconcile(root.table("reconcile", required=False)),
     )
+    root.skip("alerts", "webhooks")  # read by anchor.alerts.config from the same file
     root.finish()
     return config
 
@@ -161,3 +181,49 @@ def _witness(f: Fields) -> WitnessSection:
     )
     f.finish()
     return section
+
+
+def _bank(f: Fields) -> BankSection:
+    text = f.optional_text("release_public_key")
+    key = None
+    if text is not None:
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            f.problems.append(f"{f.path}.release_public_key: want 64 hex digits")
+    f.finish()
+    return BankSection(key)
+
+
+def _reconcile(f: Fields) -> ReconcileSection:
+    """``[reconcile]``: unit weights and thresholds (seconds in config, ms inside)."""
+    grams = f.raw_scalars("unit_grams")
+    unit_grams: dict[str, int] = {}
+    for sku, value in grams.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            f.problems.append(f"{f.path}.unit_grams.{sku}: got {value!r}, want grams > 0")
+        else:
+            unit_grams[sku] = value
+    enabled = f.boolean("enabled", True)
+    every_ms = f.integer("every_ms", 200, low=10, high=60_000)
+    tolerance = WeightTolerance(
+        grams=f.integer("weight_tolerance_grams", 5000),
+        basis_points=f.integer("weight_tolerance_bp", 50, high=10_000),
+    )
+    mismatch_s = f.integer("weight_mismatch_for_s", 7200, high=30 * 86_400)
+    silent_s = f.integer("silent_after_s", 7200, high=30 * 86_400)
+    f.finish()
+    try:
+        settings = RuleSettings(
+            weight_mismatch_for_ms=mismatch_s * 1000,
+            silent_after_ms=silent_s * 1000,
+            silent_major_after_ms=max(silent_s * 1000, 86_400_000),
+        )
+    except AnchorError as exc:
+        f.problems.append(f"{f.path}: {exc}")
+        settings = RuleSettings()
+    return ReconcileSection(
+        enabled, StateConfig(unit_grams=unit_grams, tolerance=tolerance), settings, every_ms
+    )

@@ -6,6 +6,7 @@ Files written to the output folder (format version 1, see docs/PROTOCOL.md secti
   envelope, section 5), in log order.
 - ``gateways.json`` — canonical JSON ``{"keys": [{"leaf_index": n, "record": <key record>},
   …], "v": 1}``: every key enrolment and revocation with its log position.
+- ``releases.jsonl`` — the bank's signed release tokens (pledgewatch.release), one per line.
 - ``manifest.json`` — canonical JSON ``{"checkpoint": <signed note text>, "files": {name:
   sha256 hex}, "log_size": n, "origin": …, "v": 1}``: the newest checkpoint (cosigned when the
   witness has signed it) covering exactly the exported entries.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anchor.errors import AnchorError
+from anchor.releases import list_tokens
 from anchor.store.db import Database
 from pledgewatch import canonical
 from pledgewatch.checkpoint import Checkpoint, SignedNote
@@ -34,6 +36,7 @@ EXPORT_VERSION = 1
 EVENTS_FILE = "signed-events.jsonl"
 KEYS_FILE = "gateways.json"
 MANIFEST_FILE = "manifest.json"
+RELEASES_FILE = "releases.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +74,10 @@ def export(db: Database, out_dir: Path) -> ExportSummary:
             raise AnchorError(f"key_records row at {index} is not a key leaf")
         key_items.append({"leaf_index": index, "record": record.to_dict()})
     key_bytes = canonical.encode({"keys": key_items, "v": EXPORT_VERSION}) + b"\n"
+    release_bytes = b"".join(w + b"\n" for w in list_tokens(db))
     (out_dir / EVENTS_FILE).write_bytes(event_bytes)
     (out_dir / KEYS_FILE).write_bytes(key_bytes)
+    (out_dir / RELEASES_FILE).write_bytes(release_bytes)
     cp = Checkpoint.parse(SignedNote.parse(note.encode()).body)
     manifest = {
         "checkpoint": note,

@@ -532,7 +532,7 @@ def summarize(events: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "signed_bytes": first["signed_bytes"],
             "wire_bytes": first["wire_bytes"],
             "max_inflight": first["max_inflight"],
-            "broker": "mosquitto, tests/servers.py defaults (persistence on, max_inflight_messages 1000 as in docs/OPERATIONS.md)",
+            "broker": "mosquitto, persistence on, max_inflight_messages 1000 (docs/OPERATIONS.md)",
         },
         "environment": {
             "python": sys.version.split()[0],

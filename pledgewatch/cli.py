@@ -21,10 +21,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "anchor": ("anchor.command", "bank side: run, keygen, enrol, revoke, quarantine, status"),
     "proof": ("anchor.proof_command", "write an event's self-contained proof file"),
     "export": ("anchor.export_command", "write the log as files a bank can re-check offline"),
+    "reconcile": ("anchor.reconcile_command", "the rules at a time, over the store or an export"),
     "audit": ("anchor.audit_command", "recompute the log from raw rows; report tampering"),
     "simulate": ("devices.sim.command", "stream readings or signed messages of a scenario"),
     "verify": ("pledgewatch.verify_command", "check a proof file offline"),
     "witness": ("anchor.witness_command", "the bank's witness: keygen, run, show"),
+    "alerts": ("anchor.alerts_command", "list, acknowledge, replay alerts; export evidence"),
+    "loans": ("anchor.loans_command", "import and inspect the loan book"),
+    "release": ("anchor.release_command", "issue and list the bank's release tokens"),
+    "statement": ("anchor.statement_command", "loan-period collateral statement (HTML + CSV)"),
 }
 
 

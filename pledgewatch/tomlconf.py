@@ -128,6 +128,10 @@ class Fields:
                 )
         return out
 
+    def skip(self, *keys: str) -> None:
+        """Declare keys that another loader of the same file reads (not typos)."""
+        self._seen.update(keys)
+
     def finish(self) -> None:
         """Record every key that no getter asked for as a problem (likely a typo)."""
         for key in sorted(set(self._raw) - self._seen):

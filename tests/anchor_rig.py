@@ -82,6 +82,7 @@ class AnchorRig:
     gap_timeout_s: int = 300
     worker: str = "worker-1"
     store: str = "sqlite:anchor.db"
+    extra_toml: str = ""
     procs: list[Proc] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -143,6 +144,7 @@ class AnchorRig:
                     ]
                 )
             )
+        lines.append(self.extra_toml)
         path = self.config_path if worker == self.worker else self.workdir / f"anchor-{worker}.toml"
         path.write_text("\n".join(lines))
         return path

@@ -347,8 +347,13 @@ def test_broker_started_as_root_drops_to_mosquitto_user(
     assert (broker.password_file.stat().st_mode & 0o777) == 0o640
 
 
-def test_stop_all_stops_servers_left_running(mosquitto_factory: MosquittoFactory) -> None:
+def test_stop_all_stops_servers_left_running(
+    mosquitto_factory: MosquittoFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     broker = mosquitto_factory()
+    # Only this test's broker: the real registry also holds session-wide servers (PostgreSQL)
+    # that later tests still need. (Regression: this test once stopped them.)
+    monkeypatch.setattr(servers, "_LIVE", {broker})
     stop_all()
     assert not broker.running
     assert not port_accepts(broker.host, broker.port)

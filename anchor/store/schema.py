@@ -17,7 +17,9 @@ data. Tables:
 from __future__ import annotations
 
 from anchor.errors import StoreError
+from anchor.store.alerts_schema import migrate_alerts
 from anchor.store.db import Database, Dialect, Tx
+from anchor.store.loans_schema import migrate_loans
 from pledgewatch.merkle import CompactRange
 
 SCHEMA_VERSION = 1
@@ -137,6 +139,8 @@ def migrate(db: Database) -> None:
         elif row[0] > SCHEMA_VERSION:
             raise StoreError(f"store schema {row[0]} is newer than this anchor ({SCHEMA_VERSION})")
         _init_log_state(tx)
+    migrate_alerts(db)
+    migrate_loans(db)
 
 
 def _init_log_state(tx: Tx) -> None:
