@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from anchor.errors import AnchorError, ConfigError
 from anchor.store.db import Database
 from anchor.store.schema import migrate
 from pledgewatch.errors import PledgewatchError
+from pledgewatch.process import handle_signals
 
 STATES = {
     "open": (AlertState.OPEN,),
@@ -218,8 +218,7 @@ def _deliver(args: argparse.Namespace, out: TextIO) -> int:
     if not args.once:
         db.close()
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        handle_signals(stop)
         deliver.serve(config, stop)
         return 0
     try:

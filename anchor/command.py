@@ -6,10 +6,8 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration, key or arguments.
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import json
 import logging
-import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +25,7 @@ from anchor.service import AnchorWorker, now_ms
 from anchor.store.db import Database
 from anchor.store.schema import migrate
 from pledgewatch.errors import PledgewatchError
+from pledgewatch.process import handle_signals
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +114,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     alerting = alerts_config.load(args.config)  # validated before anything starts
     key = keyfile.load(config.anchor.key_file)
     stop = threading.Event()
-    faulthandler.register(signal.SIGUSR1)  # `kill -USR1` dumps every thread's stack to stderr
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    handle_signals(stop)
     publisher = Publisher(config, key)
     publisher_thread = threading.Thread(target=publisher.run, args=(stop,), daemon=True)
     publisher_thread.start()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 from pathlib import Path
 from typing import TextIO
@@ -17,6 +16,7 @@ from anchor.errors import AnchorError, ConfigError
 from anchor.witness import LogState, Witness, WitnessServer, WitnessState, load_config
 from pledgewatch.checkpoint import NoteVerifier, b64encode, check_key_name
 from pledgewatch.errors import PledgewatchError, ValidationError
+from pledgewatch.process import handle_signals
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         state.close()
         raise
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    handle_signals(stop)
     thread = threading.Thread(target=server.serve_forever, name="witness-http", daemon=True)
     thread.start()
     vkey = NoteVerifier.cosignature_v1(config.name, key.public_key).vkey()

@@ -37,6 +37,8 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"leaves": 100_000, "proofs": 2_000, "repeats": 1},
     ),
     "bench_gateway": ({"events": 20_000, "repeats": 3}, {"events": 5_000, "repeats": 1}),
+    # sizes live in bench_anchor.FULL / QUICK (events 20,000, 3 repeats, 1M-leaf proofs)
+    "bench_anchor": ({"quick": False}, {"quick": True}),
 }
 
 

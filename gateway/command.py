@@ -6,10 +6,8 @@ Exit codes: 0 success, 1 runtime failure, 2 bad configuration or key (nothing wa
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import json
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from gateway.health import health_file
 from gateway.service import BoundSensor, GatewayService
 from gateway.store import open_readonly
 from pledgewatch.errors import PledgewatchError
+from pledgewatch.process import handle_signals
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +75,15 @@ def _build_sensors(config: gateway_config.GatewayConfig) -> list[BoundSensor]:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    stop = threading.Event()
+    reload_requested = threading.Event()
+    handle_signals(stop, on_reload=reload_requested.set)  # before any thread (drivers) starts
     config = gateway_config.load(args.config)
     key = keystore.load(config.gateway.key_file)
     sensors = _build_sensors(config)
-    stop = threading.Event()
-    service = GatewayService(config, key, sensors)
-
+    service = GatewayService(config, key, sensors, reload_requested=reload_requested)
     service.reloader = lambda: gateway_config.load(args.config)
     service.sensor_builder = _build_sensors
-    faulthandler.register(signal.SIGUSR1)  # `kill -USR1` dumps every thread's stack to stderr
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
     log.info(
         "gateway %s/%s starting (key %s)", config.gateway.warehouse, config.gateway.id, key.key_id
     )

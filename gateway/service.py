@@ -76,6 +76,7 @@ class GatewayService:
         key: SigningKey,
         sensors: list[BoundSensor],
         clock: Clock = SYSTEM_CLOCK,
+        reload_requested: threading.Event | None = None,
     ) -> None:
         self.config = config
         self.key = key
@@ -98,7 +99,7 @@ class GatewayService:
         self._next_heartbeat = 0.0
         self._next_health = 0.0
         self._sensor_failed: set[str] = set()
-        self._reload_requested = threading.Event()
+        self._reload_requested = reload_requested or threading.Event()
         # Set by the entry point: re-read the config file; open a config's sensors.
         self.reloader: Callable[[], GatewayConfig] | None = None
         self.sensor_builder: Callable[[GatewayConfig], list[BoundSensor]] | None = None

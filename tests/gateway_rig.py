@@ -139,12 +139,16 @@ class GatewayRig:
         try:
             return self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            masks = "\n".join(
+                line for line in status.splitlines() if line.startswith(("Sig", "State"))
+            )
             self.proc.send_signal(signal.SIGUSR1)  # faulthandler: where is it stuck?
             time.sleep(1)
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(
-                f"gateway did not stop on SIGTERM:\n{self.log()[-6000:]}"
+                f"gateway did not stop on SIGTERM:\n{masks}\n{self.log()[-6000:]}"
             ) from None
 
     def status(self) -> dict[str, object]:
