@@ -7,7 +7,7 @@ File format (text, UTF-8), the same as the gateway's key file::
 
 The file is created with mode 0600 (written to a temporary file, fsynced, renamed, and the
 folder fsynced) and refused on load if group or others can read it. The anchor cannot import
-the gateway's key store, so the format lives here too; both follow docs/PROTOCOL.md.
+the gateway's key store: both use the format in ``pledgewatch.seedfile``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import stat
 from pathlib import Path
 
 from anchor.errors import AnchorError
+from pledgewatch.errors import ValidationError
+from pledgewatch.seedfile import decode_seed_file, encode_seed_file
 from pledgewatch.signing import SigningKey
-
-HEADER = "pledgewatch-ed25519-seed-v1"
 
 
 class KeyFileError(AnchorError):
@@ -36,7 +36,7 @@ def generate(path: Path, *, overwrite: bool = False, what: str = "key") -> Signi
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, f"{HEADER}\n{key.seed().hex()}\n".encode())
+            os.write(fd, encode_seed_file(key))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -59,13 +59,10 @@ def load(path: Path, *, what: str = "key") -> SigningKey:
         raise KeyFileError(
             f"{what} {path} has mode {stat.S_IMODE(mode):o}, want 600 (chmod 600 {path})"
         )
-    lines = text.splitlines()
-    if len(lines) != 2 or lines[0] != HEADER:
-        raise KeyFileError(f"{what} {path}: want 2 lines, the first {HEADER!r}")
-    seed = lines[1].strip()
-    if len(seed) != 64 or any(c not in "0123456789abcdef" for c in seed):
-        raise KeyFileError(f"{what} {path}: line 2 must be 64 lowercase hex digits")
-    return SigningKey(bytes.fromhex(seed))
+    try:
+        return decode_seed_file(text, f"{what} {path}")
+    except ValidationError as exc:
+        raise KeyFileError(str(exc)) from None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,9 +1,4 @@
-"""The gateway's Ed25519 key on disk.
-
-File format (text, UTF-8)::
-
-    pledgewatch-ed25519-seed-v1
-    <64 lowercase hex digits: the 32-byte RFC 8032 seed>
+"""The gateway's Ed25519 key on disk, in the ``pledgewatch.seedfile`` format.
 
 The file is created with mode 0600 and refused if group or others can read it.
 """
@@ -15,9 +10,9 @@ import stat
 from pathlib import Path
 
 from gateway.errors import KeyStoreError
+from pledgewatch.errors import ValidationError
+from pledgewatch.seedfile import decode_seed_file, encode_seed_file
 from pledgewatch.signing import SigningKey
-
-HEADER = "pledgewatch-ed25519-seed-v1"
 
 
 def generate(path: Path, *, overwrite: bool = False) -> SigningKey:
@@ -29,7 +24,7 @@ def generate(path: Path, *, overwrite: bool = False) -> SigningKey:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, f"{HEADER}\n{key.seed().hex()}\n".encode())
+        os.write(fd, encode_seed_file(key))
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -49,10 +44,7 @@ def load(path: Path) -> SigningKey:
         raise KeyStoreError(
             f"gateway key {path} has mode {stat.S_IMODE(mode):o}, want 600 (chmod 600 {path})"
         )
-    lines = text.splitlines()
-    if len(lines) != 2 or lines[0] != HEADER:
-        raise KeyStoreError(f"gateway key {path}: want 2 lines, the first {HEADER!r}")
-    seed = lines[1].strip()
-    if len(seed) != 64 or any(c not in "0123456789abcdef" for c in seed):
-        raise KeyStoreError(f"gateway key {path}: line 2 must be 64 lowercase hex digits")
-    return SigningKey(bytes.fromhex(seed))
+    try:
+        return decode_seed_file(text, f"gateway key {path}")
+    except ValidationError as exc:
+        raise KeyStoreError(str(exc)) from None

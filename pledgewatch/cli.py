@@ -14,6 +14,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pledgewatch import process
+
 # subcommand -> (module with add_arguments/run, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("gateway.demo", "run the pipeline on embedded defaults (no servers needed)"),
@@ -34,6 +36,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    process.block_during_imports()
+    try:
+        return _main(argv)
+    finally:
+        process.unblock()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="pledgewatch", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -50,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     module = importlib.import_module(COMMANDS[args.command][0])
+    process.unblock()  # short commands keep Ctrl-C; long-running ones call handle_signals
     code: int = module.run(args, sys.stdout, sys.stderr)
     return code
 

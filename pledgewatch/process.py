@@ -15,10 +15,22 @@ import threading
 from collections.abc import Callable
 
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+HANDLED = STOP_SIGNALS | {signal.SIGHUP}
+
+
+def block_during_imports() -> None:
+    """Block the handled signals in the main thread while modules load: threads that libraries
+    start at import time (numpy's OpenBLAS pool, say) inherit the mask and can never take a
+    SIGTERM meant for ``handle_signals``. Call ``unblock`` before running a short command."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+
+
+def unblock() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED)
 
 
 def handle_signals(stop: threading.Event, on_reload: Callable[[], None] | None = None) -> None:
-    """Call from the main thread before starting any thread."""
+    """Call from the main thread before starting any thread of the command's own."""
     faulthandler.register(signal.SIGUSR1)
     wanted = set(STOP_SIGNALS) | ({signal.SIGHUP} if on_reload is not None else set())
     signal.pthread_sigmask(signal.SIG_BLOCK, wanted)

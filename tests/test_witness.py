@@ -44,6 +44,7 @@ from anchor.witness import (
 )
 from anchor.witness_command import add_arguments
 from anchor.witness_command import run as run_command
+from pledgewatch import seedfile
 from pledgewatch.checkpoint import (
     Checkpoint,
     NoteVerifier,
@@ -509,7 +510,7 @@ def test_key_file_is_0600_and_refused_when_readable_by_others(tmp_path: Path) ->
     path = tmp_path / "w.key"
     key = keyfile.generate(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_text().splitlines()[0] == keyfile.HEADER
+    assert path.read_text().splitlines()[0] == seedfile.HEADER
     assert keyfile.load(path).public_key == key.public_key
     with pytest.raises(keyfile.KeyFileError, match="already exists"):
         keyfile.generate(path)
