@@ -62,6 +62,8 @@ def record(
 def check_chain(tx: Tx, signed: SignedEvent, now_ms: int) -> None:
     e = signed.event
     event_id = signed.event_id
+    if _extends_complete_chain(tx, signed):
+        return
     same = tx.all(
         "SELECT event_id FROM events WHERE gateway = ? AND device = ? AND seq = ? "
         "AND event_id <> ?",
@@ -111,6 +113,29 @@ def check_chain(tx: Tx, signed: SignedEvent, now_ms: int) -> None:
                 now_ms,
             )
     _advance_head(tx, signed, now_ms)
+
+
+def _extends_complete_chain(tx: Tx, signed: SignedEvent) -> bool:
+    """The common case, in two statements: the device's chain is complete (no holes, nothing
+    beyond it) and this event is the next link. Then no other event can share its seq or
+    follow it, and its prev is the stored seq - 1: nothing to record, just move the head."""
+    e = signed.event
+    row = tx.one(
+        "SELECT complete_seq, complete_id, max_seq FROM chain_heads WHERE gateway = ? AND "
+        "device = ?",
+        (e.gateway, e.device),
+    )
+    complete, complete_id, max_seq = row if row else (0, ZERO_HASH, 0)
+    if not (max_seq == complete and e.seq == complete + 1 and e.prev == complete_id):
+        return False
+    tx.execute(
+        "INSERT INTO chain_heads (gateway, device, warehouse, complete_seq, complete_id, max_seq,"
+        " gap_since_ms) VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (gateway, device) DO UPDATE "
+        "SET complete_seq = excluded.complete_seq, complete_id = excluded.complete_id, "
+        "max_seq = excluded.max_seq, gap_since_ms = NULL",
+        (e.gateway, e.device, e.warehouse, e.seq, signed.event_id, e.seq),
+    )
+    return True
 
 
 def _advance_head(tx: Tx, signed: SignedEvent, now_ms: int) -> None:

@@ -78,8 +78,21 @@ class Ingestor:
         self.keys = keys
         self.worker = worker
 
-    def process(self, tx: Tx, messages: list[Message], now_ms: int) -> BatchResult:
-        """Store or quarantine every message, all inside the caller's transaction."""
+    def verify_all(self, messages: list[Message]) -> list[SignedEvent | _Refusal]:
+        """Decode and check every message (no database): do this before the transaction, so
+        the cross-worker chain lock is held only for the writes."""
+        return [self._verify(message) for message in messages]
+
+    def process(
+        self,
+        tx: Tx,
+        messages: list[Message],
+        now_ms: int,
+        verified: list[SignedEvent | _Refusal] | None = None,
+    ) -> BatchResult:
+        """Store or quarantine every message, all inside the caller's transaction.
+        ``verified`` is ``verify_all(messages)`` when the caller already ran it."""
+        outcomes = self.verify_all(messages) if verified is None else verified
         result = BatchResult()
         if messages:
             # One batch at a time across workers (PostgreSQL; SQLite writers are serial
@@ -87,8 +100,7 @@ class Ingestor:
             # over two workers goes unseen, and two batches sharing events would insert them
             # in opposite orders and deadlock.
             tx.lock(CHAIN_LOCK_ID)
-        for message in messages:
-            outcome = self._verify(message)
+        for message, outcome in zip(messages, outcomes, strict=True):
             if isinstance(outcome, _Refusal):
                 self._quarantine(tx, message, outcome, now_ms, result)
             else:

@@ -52,10 +52,9 @@ class LeafMirror:
             "SELECT leaf_index, leaf_hash FROM leaves WHERE leaf_index >= ? ORDER BY leaf_index",
             (self.tree.size,),
         )
-        for index, leaf_hash in rows:
-            if index != self.tree.size:
-                raise PledgewatchError(f"leaves table has a hole at {self.tree.size}")
-            self.tree.extend_leaf_hashes([bytes(leaf_hash)])
+        if rows and (rows[0][0] != self.tree.size or rows[-1][0] != self.tree.size + len(rows) - 1):
+            raise PledgewatchError(f"leaves table has a hole after {self.tree.size}")
+        self.tree.extend_leaf_hashes(bytes(leaf_hash) for _, leaf_hash in rows)
 
 
 class Publisher:

@@ -98,8 +98,9 @@ class AnchorWorker:
 
     def ingest(self, batch: list[Message]) -> None:
         stamp = now_ms()
+        verified = self.ingestor.verify_all(batch)  # CPU work outside the transaction
         with self.db.transaction() as tx:
-            result = self.ingestor.process(tx, batch, stamp)
+            result = self.ingestor.process(tx, batch, stamp, verified)
         self.subscriber.ack(batch)
         self.counts.update(result.counts)
         for (warehouse, gateway), items in result.receipts.items():
