@@ -19,6 +19,7 @@ from anchor import keyfile, registry
 from anchor.alerts import config as alerts_config
 from anchor.alerts import deliver
 from anchor.errors import AnchorError, ConfigError
+from anchor.metrics import open_writer
 from anchor.publish import Publisher
 from anchor.reconcile import engine as reconcile_engine
 from anchor.service import AnchorWorker, now_ms
@@ -115,6 +116,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     key = keyfile.load(config.anchor.key_file)
     stop = threading.Event()
     handle_signals(stop)
+    writer = None
+    if config.metrics is not None:
+        writer = open_writer(config.metrics, config.anchor.worker)
+        writer.start()
     publisher = Publisher(config, key)
     publisher_thread = threading.Thread(target=publisher.run, args=(stop,), daemon=True)
     publisher_thread.start()
@@ -130,6 +135,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                 config.bank.release_public_key,
                 recon.every_ms,
                 stop,
+                writer,
             ),
             daemon=True,
         )
@@ -145,9 +151,11 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         config.anchor.origin,
         key.key_id,
     )
-    AnchorWorker(config, key).run(stop)
+    AnchorWorker(config, key, writer).run(stop)
     for thread in threads:
         thread.join(timeout=30)
+    if writer is not None:
+        writer.close()
     return 0
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from anchor.errors import AnchorError, ConfigError
+from anchor.metrics import MetricsConfig, parse_metrics
 from anchor.reconcile.settings import RuleSettings
 from anchor.reconcile.snapshot import StateConfig, WeightTolerance
 from pledgewatch.errors import ValidationError
@@ -79,6 +80,7 @@ class AnchorConfig:
     witness: WitnessSection | None
     bank: BankSection
     reconcile: ReconcileSection
+    metrics: MetricsConfig | None = None
 
 
 def load(path: Path) -> AnchorConfig:
@@ -103,6 +105,7 @@ def parse(raw: dict[str, object], base: Path, problems: list[str]) -> AnchorConf
         witness=_witness(root.table("witness", required=False)) if "witness" in raw else None,
         bank=_bank(root.table("bank", required=False)),
         reconcile=_reconcile(root.table("reconcile", required=False)),
+        metrics=parse_metrics(root.table("metrics", required=False)),
     )
     root.skip("alerts", "webhooks")  # read by anchor.alerts.config from the same file
     root.finish()

@@ -21,9 +21,11 @@ from anchor.chain import gap_scan
 from anchor.config import AnchorConfig
 from anchor.ingest import Ingestor, Message
 from anchor.log import Sequencer
+from anchor.metrics import ingest_points
 from anchor.registry import load_keys
 from anchor.store.db import Database
 from anchor.subscriber import Subscriber
+from pledgewatch.metricpoint import MetricsWriter
 from pledgewatch.receipts import Receipt, sign_receipt
 from pledgewatch.signing import SigningKey
 from pledgewatch.topics import receipts_topic
@@ -41,7 +43,9 @@ def now_ms() -> int:
 
 
 class AnchorWorker:
-    def __init__(self, config: AnchorConfig, key: SigningKey) -> None:
+    def __init__(
+        self, config: AnchorConfig, key: SigningKey, metrics: MetricsWriter | None = None
+    ) -> None:
         self.config = config
         self.key = key
         self.db = Database(config.anchor.store)
@@ -49,6 +53,7 @@ class AnchorWorker:
         self.sequencer = Sequencer(self.db, config.anchor.origin, key, config.log)
         self.ingestor = Ingestor({}, config.anchor.worker)
         self.counts: Counter[str] = Counter()
+        self.metrics = metrics
         self._next_sequence = 0.0
         self._next_housekeeping = 0.0
 
@@ -77,6 +82,10 @@ class AnchorWorker:
         if mono >= self._next_housekeeping:
             self._next_housekeeping = mono + HOUSEKEEPING_EVERY_S
             self._reload_keys()
+            if self.metrics is not None:
+                self.metrics.record_all(
+                    ingest_points(self.config.anchor.worker, self.counts, now_ms())
+                )
             with self.db.transaction() as tx:
                 found = gap_scan(tx, now_ms(), self.config.log.gap_timeout_s * 1000)
             if found:

@@ -18,6 +18,7 @@ from gateway import config as gateway_config
 from gateway import keystore
 from gateway.errors import ConfigError, GatewayError, KeyStoreError
 from gateway.health import health_file
+from gateway.metrics import open_writer
 from gateway.service import BoundSensor, GatewayService
 from gateway.store import open_readonly
 from pledgewatch.errors import PledgewatchError
@@ -84,10 +85,17 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     service = GatewayService(config, key, sensors, reload_requested=reload_requested)
     service.reloader = lambda: gateway_config.load(args.config)
     service.sensor_builder = _build_sensors
+    if config.metrics is not None:
+        service.metrics = open_writer(config.metrics, config.gateway.warehouse, config.gateway.id)
+        service.metrics.start()
     log.info(
         "gateway %s/%s starting (key %s)", config.gateway.warehouse, config.gateway.id, key.key_id
     )
-    service.run(stop)
+    try:
+        service.run(stop)
+    finally:
+        if service.metrics is not None:
+            service.metrics.close()
     log.info("gateway stopped")
     return 0
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from devices.base import SensorConfig
 from gateway.errors import ConfigError
+from gateway.metrics import MetricsConfig, parse_metrics
 from pledgewatch.errors import ValidationError
 from pledgewatch.tomlconf import Fields, load_toml
 from pledgewatch.topics import ID_PATTERN
@@ -63,6 +64,7 @@ class GatewayConfig:
     heartbeat_interval_s: int
     health_interval_s: int
     sensors: tuple[SensorConfig, ...]
+    metrics: MetricsConfig | None = None
 
 
 def load(path: Path) -> GatewayConfig:
@@ -97,6 +99,7 @@ def parse(raw: dict[str, object], base: Path, problems: list[str]) -> GatewayCon
         heartbeat_interval_s=heartbeat,
         health_interval_s=health,
         sensors=_sensors(root.tables("sensors")),
+        metrics=parse_metrics(root.table("metrics", required=False)),
     )
     root.finish()
     return config

@@ -39,11 +39,13 @@ from gateway.health import (
     state_of,
     write_health_file,
 )
+from gateway.metrics import gateway_points, read_counters
 from gateway.outbox import Outbox
 from gateway.publisher import Inbound, Publisher, Signal
 from gateway.store import GatewayStore, Identity
 from pledgewatch.errors import PledgewatchError
 from pledgewatch.events import Kind
+from pledgewatch.metricpoint import MetricsWriter
 from pledgewatch.receipts import ReceiptStatus, parse_receipt
 from pledgewatch.signing import SigningKey
 from pledgewatch.topics import events_topic
@@ -100,6 +102,7 @@ class GatewayService:
         self._next_health = 0.0
         self._sensor_failed: set[str] = set()
         self._reload_requested = reload_requested or threading.Event()
+        self.metrics: MetricsWriter | None = None  # set by the entry point when configured
         # Set by the entry point: re-read the config file; open a config's sensors.
         self.reloader: Callable[[], GatewayConfig] | None = None
         self.sensor_builder: Callable[[GatewayConfig], list[BoundSensor]] | None = None
@@ -367,6 +370,8 @@ class GatewayService:
         write_health_file(health_file(self.config.gateway.state_db), health)
         if self.publisher.connected:
             self.publisher.publish(self.publisher.health_topic, health.to_json(), retain=True)
+        if self.metrics is not None:  # never blocks: a bounded buffer, flushed by its thread
+            self.metrics.record_all(gateway_points(health, read_counters(self.store.conn)))
         # Transient alarms are reported once per health interval, then cleared.
         self.alarms -= {
             Alarm.INVALID_READINGS,

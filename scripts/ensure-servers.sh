@@ -23,6 +23,7 @@ COMPONENTS=(
   "postgresql|postgresql"
   "npm|npm"
   "anvil|"
+  "victoria_metrics|victoria-metrics"
 )
 
 # anvil (Foundry's Ethereum dev node) comes from npm: @foundry-rs/anvil ships the native binary
@@ -68,6 +69,12 @@ find_postgresql() {
 
 find_npm() {
   command -v npm
+}
+
+find_victoria_metrics() {
+  # Debian's single-node server (/usr/bin/victoria-metrics); the tests start their own on a
+  # random loopback port, never the packaged service.
+  first_executable /usr/bin/victoria-metrics "$(command -v victoria-metrics || true)"
 }
 
 find_anvil() {

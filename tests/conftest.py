@@ -28,6 +28,7 @@ from servers import (
     PostgresFactory,
     PostgresServer,
     ServerProcess,
+    VictoriaMetricsServer,
     anvil_binary,
     require_binary,
     stop_all,
@@ -181,3 +182,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'anchor.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def victoriametrics(request: pytest.FixtureRequest) -> Iterator[VictoriaMetricsServer]:
+    """A fresh VictoriaMetrics for this test on 127.0.0.1:<random> (`url` takes
+    `/api/v2/write`); stop/restart it to play a TSDB outage. Closed after the test.
+    """
+    server = VictoriaMetricsServer(binary=require_binary("victoria-metrics"))
+    try:
+        server.start()
+        yield server
+    finally:
+        _close_all(request, [server])

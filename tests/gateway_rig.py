@@ -46,6 +46,7 @@ class GatewayRig:
     source: str = "readings.jsonl"
     gateway: str = GATEWAY
     resend_after_s: int = 5
+    extra_toml: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -90,6 +91,7 @@ class GatewayRig:
             'driver = "jsonl"',
             f'options = {{ path = "{source or self.source_path}", any_device = true }}',
             extra,
+            self.extra_toml,
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
 

@@ -1153,3 +1153,76 @@ class AnvilServer(ServerProcess):
         if "error" in answer:
             raise ServerError(f"anvil {method}: {answer['error']}")
         return answer["result"]
+
+
+@dataclass(kw_only=True, eq=False)
+class VictoriaMetricsServer(ServerProcess):
+    """VictoriaMetrics (Debian `victoria-metrics`, single binary) on loopback: HTTP on `port`.
+
+    Takes InfluxDB line protocol on `/api/v2/write` (and `/write`); `bucket` and `org` are
+    ignored, a field `f` of measurement `m` becomes the series `m_f` with the tags as labels
+    (string fields are stored as 0, booleans as 0/1). Data lives in `workdir/data`, so a
+    restart (clean or kill -9) keeps what was flushed. Ready once `/health` answers OK.
+
+    Fresh samples sit in memory for up to ~1 s before queries see them: `force_flush()` makes
+    them searchable now; `export()` reads raw samples (`/api/v1/export`, no latency offset).
+    """
+
+    name: ClassVar[str] = "victoria-metrics"
+    _port_clash_marker: ClassVar[str] = "address already in use"
+    binary: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "data"
+
+    def _command(self) -> list[str]:
+        binary = self.binary or find_binary("victoria-metrics")
+        if binary is None:
+            raise ServerError("victoria-metrics not found; run scripts/ensure-servers.sh")
+        return [
+            binary,
+            f"-httpListenAddr={self.host}:{self.port}",
+            f"-storageDataPath={self.data_dir}",
+            "-retentionPeriod=100y",  # tests write timestamps far from now
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=WARN",
+        ]
+
+    def _is_ready(self) -> bool:
+        try:
+            return self._get("/health", timeout=0.5).strip() == b"OK"
+        except OSError:
+            return False
+
+    def _get(self, path: str, timeout: float = 5.0) -> bytes:
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
+            return bytes(response.read())
+
+    def force_flush(self) -> None:
+        """Make every sample received so far visible to queries and exports."""
+        self._get("/internal/force_flush")
+
+    def export(self, match: str) -> list[dict[str, Any]]:
+        """Raw samples of the series matching `match` (a series selector such as
+        `{__name__=~"pw_.*"}`), one dict per series: `metric` (labels, `__name__` included),
+        `values`, `timestamps` (ms).
+
+        The range is explicit, up to two days ahead: by default the export ends at the
+        current *second*, which hides samples stamped in the last few hundred milliseconds.
+        """
+        import json
+        import urllib.parse
+
+        self.force_flush()
+        end = int(time.time()) + 2 * 86_400
+        query = urllib.parse.urlencode({"match[]": match, "start": 0, "end": end})
+        body = self._get("/api/v1/export?" + query)
+        return [json.loads(line) for line in body.decode().splitlines() if line.strip()]

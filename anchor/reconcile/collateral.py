@@ -228,7 +228,7 @@ def coverage_conditions(
     for loan in book.loans:
         if not loan.in_force(day) or loan.outstanding <= 0:
             continue
-        value, lines, unpriced = _collateral(book, loan, pledges, index, day)
+        value, lines, unpriced = collateral_value(book, loan, pledges, index, day)
         condition = _coverage(loan, value, unpriced, at_ms)
         if condition is not None:
             evidence = evidence_of(lines, settings.max_evidence)
@@ -236,7 +236,7 @@ def coverage_conditions(
     return out
 
 
-def _collateral(
+def collateral_value(
     book: LoanBook, loan: Loan, pledges: Sequence[LotPledge], index: StockIndex, day: dt.date
 ) -> tuple[Decimal, list[StockLine], list[str]]:
     """Value per ``anchor.loanbook``: static Σ min(stock, pledged) × price, dynamic Σ eligible

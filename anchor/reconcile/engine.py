@@ -25,6 +25,7 @@ from anchor.alerts.model import Scope, Transition
 from anchor.errors import AnchorError
 from anchor.loanbook import LoanBook
 from anchor.loans import book_at
+from anchor.metrics import collateral_points, store_points
 from anchor.reconcile.batch import events_frame, snapshot_from_frame
 from anchor.reconcile.conditions import Condition
 from anchor.reconcile.integrity import CHAIN_COLUMNS, ChainRecordRow
@@ -36,6 +37,7 @@ from anchor.releases import list_tokens
 from anchor.store.db import Database
 from pledgewatch.errors import PledgewatchError
 from pledgewatch.events import SignedEvent
+from pledgewatch.metricpoint import MetricsWriter
 from pledgewatch.release import ReleaseToken, parse_token
 from pledgewatch.topics import parse_topic
 
@@ -158,6 +160,7 @@ class LiveReconciler:
         self.state = IncrementalState(state)
         self.cursor = 0
         self._last_evaluate = 0
+        self.last_book: LoanBook = EMPTY_BOOK
 
     def follow(self) -> int:
         """Apply newly logged events in log order; returns how many."""
@@ -180,6 +183,7 @@ class LiveReconciler:
         self._last_evaluate = now_ms
         snapshot = self.state.snapshot()
         inputs = inputs_at(self.db, now_ms, self.bank_key)
+        self.last_book = inputs.book
         conditions = conditions_for(snapshot, inputs, self.settings, now_ms)
         scope = scope_of(snapshot, inputs.book, conditions)
         return apply_conditions(self.db, conditions, now_ms, scope=scope)
@@ -189,6 +193,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+METRICS_EVERY_MS = 5000
+
+
 def serve(
     store: str,
     state: StateConfig,
@@ -196,16 +203,24 @@ def serve(
     bank_key: bytes | None,
     every_ms: int,
     stop: threading.Event,
+    metrics: MetricsWriter | None = None,
 ) -> None:
     """The live reconciler's thread: its own connection, a step every ``every_ms``."""
     db = Database(store)
     db.open()
     try:
         live = LiveReconciler(db, state, settings, bank_key)
+        next_metrics = 0
         while not stop.wait(every_ms / 1000):
             try:
                 for transition in live.step(now_ms()):
                     log.warning("alert %s: %s", transition.kind.value, transition.alert.message)
+                if metrics is not None and now_ms() >= next_metrics:
+                    next_metrics = now_ms() + METRICS_EVERY_MS
+                    metrics.record_all(
+                        store_points(db, now_ms())
+                        + collateral_points(live.state.snapshot(), live.last_book, now_ms())
+                    )
             except (PledgewatchError, AnchorError) as exc:
                 log.error("reconciliation pass failed, will retry: %s", exc)
     finally:
