@@ -12,8 +12,7 @@ from anchor.errors import AnchorError, ConfigError
 from anchor.metrics import MetricsConfig, parse_metrics
 from anchor.reconcile.settings import RuleSettings
 from anchor.reconcile.snapshot import StateConfig, WeightTolerance
-from pledgewatch.errors import ValidationError
-from pledgewatch.tomlconf import Fields, load_toml
+from pledgewatch.tomlconf import Fields, parse_file
 from pledgewatch.topics import ID_PATTERN
 
 
@@ -84,13 +83,8 @@ class AnchorConfig:
 
 
 def load(path: Path) -> AnchorConfig:
-    try:
-        raw = load_toml(path)
-    except ValidationError as exc:
-        raise ConfigError(str(path), [str(exc)]) from None
-    problems: list[str] = []
-    config = parse(raw, path.parent, problems)
-    if problems:
+    config, problems = parse_file(path, parse)
+    if config is None:
         raise ConfigError(str(path), problems)
     return config
 

@@ -67,7 +67,7 @@ from pledgewatch.checkpoint import (
 from pledgewatch.errors import PledgewatchError, ProofError, ValidationError
 from pledgewatch.merkle import EMPTY_ROOT, verify_consistency
 from pledgewatch.signing import SigningKey
-from pledgewatch.tomlconf import Fields, load_toml
+from pledgewatch.tomlconf import Fields, parse_file
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +107,8 @@ class WitnessConfig:
 
 def load_config(path: Path) -> WitnessConfig:
     """Read ``witness.toml``; every problem is reported in one ``ConfigError``."""
-    try:
-        raw = load_toml(path)
-    except ValidationError as exc:
-        raise ConfigError(str(path), [str(exc)]) from None
-    problems: list[str] = []
-    config = parse_config(raw, path.parent, problems)
-    if problems:
+    config, problems = parse_file(path, parse_config)
+    if config is None:
         raise ConfigError(str(path), problems)
     return config
 

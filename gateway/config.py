@@ -12,8 +12,7 @@ from pathlib import Path
 from devices.base import SensorConfig
 from gateway.errors import ConfigError
 from gateway.metrics import MetricsConfig, parse_metrics
-from pledgewatch.errors import ValidationError
-from pledgewatch.tomlconf import Fields, load_toml
+from pledgewatch.tomlconf import Fields, parse_file
 from pledgewatch.topics import ID_PATTERN
 
 
@@ -68,13 +67,8 @@ class GatewayConfig:
 
 
 def load(path: Path) -> GatewayConfig:
-    try:
-        raw = load_toml(path)
-    except ValidationError as exc:
-        raise ConfigError(str(path), [str(exc)]) from None
-    problems: list[str] = []
-    config = parse(raw, path.parent, problems)
-    if problems:
+    config, problems = parse_file(path, parse)
+    if config is None:
         raise ConfigError(str(path), problems)
     return config
 

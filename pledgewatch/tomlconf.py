@@ -9,6 +9,7 @@ silently ignored).
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,23 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ValidationError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValidationError(f"{path}: not valid TOML: {exc}") from None
+
+
+Parser = Callable[[dict[str, Any], Path, list[str]], T]
+
+
+def parse_file(path: Path, parse: Parser[T]) -> tuple[T | None, list[str]]:
+    """Read ``path`` and run ``parse(raw, folder, problems)``: the config, or every problem.
+
+    Entry points raise their own ``ConfigError(path, problems)`` when the list is not empty.
+    """
+    try:
+        raw = load_toml(path)
+    except ValidationError as exc:
+        return None, [str(exc)]
+    problems: list[str] = []
+    config = parse(raw, path.parent, problems)
+    return (None, problems) if problems else (config, problems)
 
 
 class Fields:
