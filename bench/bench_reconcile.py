@@ -463,12 +463,13 @@ def status_mb(field: str) -> float | None:
 
 @dataclass
 class Step:
-    """One measured step over the repeats: wall seconds, and RSS in MB just before it and at
-    its peak (the larger over the repeats; None where /proc does not allow it)."""
+    """One measured step over the repeats: wall seconds; RSS in MB just before it and at its
+    peak, and the largest peak − before of one repeat (None where /proc does not allow it)."""
 
     seconds: list[float] = field(default_factory=list)
     before_mb: float | None = None
     peak_mb: float | None = None
+    growth_mb: float | None = None
 
     def run(self, fn: Callable[[], T]) -> T:
         gc.collect()
@@ -481,13 +482,13 @@ class Step:
         if before is not None and peak is not None:
             self.before_mb = max(self.before_mb or 0.0, before)
             self.peak_mb = max(self.peak_mb or 0.0, peak)
+            self.growth_mb = max(self.growth_mb or 0.0, peak - before)
         return out
 
     def figures(self) -> dict[str, Any]:
-        grew = None if self.peak_mb is None else self.peak_mb - (self.before_mb or 0.0)
         return {"median_s": statistics.median(self.seconds), "samples_s": self.seconds,
                 "rss_before_mb": self.before_mb, "rss_peak_mb": self.peak_mb,
-                "rss_growth_mb": grew}  # fmt: skip
+                "rss_growth_mb": self.growth_mb}  # fmt: skip
 
 
 STEPS = ("duckdb", "duckdb_1t", "stock", "snapshot", "evaluate")

@@ -39,6 +39,8 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "bench_gateway": ({"events": 20_000, "repeats": 3}, {"events": 5_000, "repeats": 1}),
     # sizes live in bench_anchor.FULL / QUICK (events 20,000, 3 repeats, 1M-leaf proofs)
     "bench_anchor": ({"quick": False}, {"quick": True}),
+    # sizes live in bench_reconcile.FULL_SIZES / QUICK_SIZES (1M, 3M, 10M events, 3 repeats)
+    "bench_reconcile": ({"quick": False}, {"quick": True}),
 }
 
 

@@ -16,18 +16,20 @@ field.
 
 How: each text column is factorised once into integer codes numbered in string order (so
 comparing codes compares the strings, and a key built from several codes sorts like the tuple
-of strings); ``order_key`` becomes one integer per row, sorted once; repeats of an
-``event_id`` are found by sorting 64-bit fingerprints (equal ids have equal fingerprints; rows
-whose fingerprints collide are compared as strings). Stock lines and bays are dense integer
-keys; their rows are grouped by a stable sort, which keeps event order within a group, and
-every per-line and per-bay figure is a segmented scan. Text is read back from the frame only
-for the rows a result names.
+of strings); ``order_key`` becomes one integer per row, sorted once (ties, which need ``seq``
+and ``event_id``, are put in order among themselves); repeats of an ``event_id`` are found by
+sorting 64-bit fingerprints (equal ids have equal fingerprints; rows whose fingerprints
+collide are compared as strings). Stock lines, bays and devices are dense integer keys, and
+every per-line and per-bay quantity is a group-wise scan in event order. Text is read back from
+the frame only for the rows a result names. Arrow-backed columns are read through pyarrow
+(hash kernel, raw buffers); two worker threads overlap the factorising and the per-device
+results with the rest, since Arrow and numpy release the GIL.
 
-The stock algebra: within a line (warehouse, bay, lot, sku) in event order, a *segment* starts
-at each COUNT (segment 0 at the line's first row); stock after a row = the segment's COUNT qty
-(0 before the first) + the cumulative signed movements within the segment. A row's change to
-the bay's book grams is (stock after − stock before) × unit grams, so the cumulative sum of
-those changes per bay, in event order, is the book weight at every WEIGHT row.
+The stock algebra: within a line (warehouse, bay, lot, sku) in event order, stock after a row
+= the qty of the line's latest COUNT so far (0 before any) + the signed movements since it
+(LOAD +qty, UNLOAD −qty). A row's change to the bay's book grams is (stock after − stock
+before) × unit grams, so the cumulative sum of those changes per bay, in event order, is the
+book weight at every WEIGHT row.
 """
 
 from __future__ import annotations
@@ -83,7 +85,6 @@ LOAD, UNLOAD, COUNT, WEIGHT, HEARTBEAT, TAMPER = range(len(KINDS))
 OTHER = len(KINDS)
 _RANKS = np.array([RANK.get(Kind(k), OTHER_RANK) for k in KINDS] + [OTHER_RANK], dtype=np.int64)
 _THREADS = 2  # text columns factorised at a time (beside the event-id fingerprints)
-_PARALLEL_ROWS = 100_000  # below this, threads cost more than they save
 _SMALL_KEYS = 1 << 22  # a composite key below this indexes a lookup table directly
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: spreads bits when multiplied
 
@@ -116,14 +117,13 @@ def snapshot_from_frame(events: pd.DataFrame, at_ms: int | None, config: StateCo
     """The snapshot of ``events`` as of ``at_ms`` (see the module docstring); raises
     ``FrameError`` if a column is missing. Extra columns are ignored."""
     rows = _prepare(events, at_ms)
-    stock = _stock_algebra(rows, config)
-    return Snapshot(
-        stock=_stock_lines(rows, stock),
-        unloads=_unloads(rows, config),
-        weights=_bay_weights(rows, stock, config),
-        devices=_devices(rows),
-        tampers=_tampers(rows),
-    )
+    with ThreadPoolExecutor(max_workers=1) as pool:  # numpy frees the GIL: these overlap
+        side = pool.submit(lambda: (_devices(rows), _unloads(rows, config), _tampers(rows)))
+        stock = _stock_algebra(rows, config)
+        weights = _bay_weights(rows, stock, config)
+        lines = _stock_lines(rows, stock)
+        devices, unloads, tampers = side.result()
+    return Snapshot(stock=lines, unloads=unloads, weights=weights, devices=devices, tampers=tampers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +175,10 @@ def _prepare(events: pd.DataFrame, at_ms: int | None) -> _Rows:
     keep: Positions | None = None
     if at_ms is not None and len(ts) and ts.max() > at_ms:
         keep = np.flatnonzero(ts <= at_ms)
-    columns = [events[name] for name in CODED]
-    if len(ts) < _PARALLEL_ROWS:
-        text = dict(zip(CODED, map(_factorize, columns), strict=True))
-        keep = _first_of_each(events["event_id"], keep)
-    else:  # Arrow's hash kernel and numpy run without the GIL: two columns at a time, and
-        with ThreadPoolExecutor(max_workers=_THREADS) as pool:  # the fingerprints beside
-            coded = pool.map(_factorize, columns)
-            keep = _first_of_each(events["event_id"], keep)
-            text = dict(zip(CODED, coded, strict=True))
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:  # Arrow frees the GIL, as numpy
+        coded = pool.map(_factorize, [events[name] for name in CODED])
+        keep = _first_of_each(events["event_id"], keep)  # beside them
+        text = dict(zip(CODED, coded, strict=True))
     kind_table = np.array(
         [KINDS.index(v) if v in KINDS else OTHER for v in text["kind"].values] + [OTHER],
         dtype=np.int8,
@@ -209,8 +204,8 @@ def _arrow(column: pd.Series) -> Any:
 def _pyarrow() -> tuple[Any, Any]:
     """``pyarrow`` and ``pyarrow.compute``: only asked for with Arrow-backed columns in hand,
     so installed (pandas itself needs it for them)."""
-    import pyarrow as pa  # type: ignore[import-untyped]
-    import pyarrow.compute as pc  # type: ignore[import-untyped]
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     return pa, pc
 
