@@ -21,7 +21,8 @@ keeps repeats out; forks are rare), so neither path takes its tie-break branch.
 
 The frame has the columns ``anchor.reconcile.batch.events_frame`` makes, text as pandas' Arrow
 strings (pandas 3's default ``str`` dtype), ``qty``/``grams`` as ``Int64``. DuckDB reads the
-same columns as an Arrow table (a zero-copy view; made outside the clock). Nothing touches disk.
+same columns as an Arrow table made outside the clock (text shared zero-copy, ``Int64``
+converted). Nothing touches disk.
 
 **Per size** (``repeats`` times, interleaved; medians):
 
@@ -75,7 +76,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

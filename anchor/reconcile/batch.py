@@ -22,8 +22,9 @@ sorting 64-bit fingerprints (equal ids have equal fingerprints; rows whose finge
 collide are compared as strings). Stock lines, bays and devices are dense integer keys, and
 every per-line and per-bay quantity is a group-wise scan in event order. Text is read back from
 the frame only for the rows a result names. Arrow-backed columns are read through pyarrow
-(hash kernel, raw buffers); two worker threads overlap the factorising and the per-device
-results with the rest, since Arrow and numpy release the GIL.
+(hash kernel, raw buffers). Two worker threads overlap the work, since Arrow and numpy release
+the GIL: they factorise the text columns while the main thread fingerprints the event ids, and
+build the stock lines, devices, unloads and tampers while it computes the bay weights.
 
 The stock algebra: within a line (warehouse, bay, lot, sku) in event order, stock after a row
 = the qty of the line's latest COUNT so far (0 before any) + the signed movements since it
@@ -84,7 +85,7 @@ KINDS = ("LOAD", "UNLOAD", "COUNT", "WEIGHT", "HEARTBEAT", "TAMPER")
 LOAD, UNLOAD, COUNT, WEIGHT, HEARTBEAT, TAMPER = range(len(KINDS))
 OTHER = len(KINDS)
 _RANKS = np.array([RANK.get(Kind(k), OTHER_RANK) for k in KINDS] + [OTHER_RANK], dtype=np.int64)
-_THREADS = 2  # text columns factorised at a time (beside the event-id fingerprints)
+_THREADS = 2  # worker threads (text columns factorised at a time; results built beside)
 _SMALL_KEYS = 1 << 22  # a composite key below this indexes a lookup table directly
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: spreads bits when multiplied
 
@@ -117,13 +118,13 @@ def snapshot_from_frame(events: pd.DataFrame, at_ms: int | None, config: StateCo
     """The snapshot of ``events`` as of ``at_ms`` (see the module docstring); raises
     ``FrameError`` if a column is missing. Extra columns are ignored."""
     rows = _prepare(events, at_ms)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # numpy frees the GIL: these overlap
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:  # numpy frees the GIL: they overlap
         side = pool.submit(lambda: (_devices(rows), _unloads(rows, config), _tampers(rows)))
         stock = _stock_algebra(rows, config)
+        lines = pool.submit(_stock_lines, rows, stock)
         weights = _bay_weights(rows, stock, config)
-        lines = _stock_lines(rows, stock)
         devices, unloads, tampers = side.result()
-    return Snapshot(stock=lines, unloads=unloads, weights=weights, devices=devices, tampers=tampers)
+        return Snapshot(lines.result(), unloads, weights, devices, tampers)
 
 
 @dataclass(frozen=True, slots=True)
