@@ -10,9 +10,10 @@ with the latest unit price on or before the valuation date. A loan is in force o
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 
@@ -57,18 +58,49 @@ class Price:
 
 @dataclass(frozen=True, slots=True)
 class LoanBook:
+    """The book, with lookups indexed once at construction: a reconcile of 10 k loans asks for
+    every loan's pledges and prices, which scanning the tuples made quadratic."""
+
     loans: tuple[Loan, ...]
     pledges: tuple[Pledge, ...]
     prices: tuple[Price, ...]
     version: int = 1
+    _loans: dict[str, Loan] = field(init=False, repr=False, compare=False)
+    _pledges: dict[str, tuple[Pledge, ...]] = field(init=False, repr=False, compare=False)
+    _prices: dict[str, tuple[list[dt.date], list[Decimal]]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        loans: dict[str, Loan] = {}
+        for loan in self.loans:
+            loans.setdefault(loan.loan_id, loan)  # the first wins, as a scan would
+        pledges: dict[str, list[Pledge]] = {}
+        for pledge in self.pledges:
+            pledges.setdefault(pledge.loan_id, []).append(pledge)
+        dated: dict[str, dict[dt.date, Decimal]] = {}
+        for price in self.prices:
+            dated.setdefault(price.sku, {}).setdefault(price.date, price.unit_price)
+        prices = {}
+        for sku, by_day in dated.items():
+            days = sorted(by_day)
+            prices[sku] = (days, [by_day[d] for d in days])
+        object.__setattr__(self, "_loans", loans)
+        object.__setattr__(self, "_pledges", {k: tuple(v) for k, v in pledges.items()})
+        object.__setattr__(self, "_prices", prices)
 
     def loan(self, loan_id: str) -> Loan | None:
-        return next((loan for loan in self.loans if loan.loan_id == loan_id), None)
+        return self._loans.get(loan_id)
+
+    def pledges_of(self, loan_id: str) -> tuple[Pledge, ...]:
+        """The loan's pledge rows, in file order."""
+        return self._pledges.get(loan_id, ())
 
     def price(self, sku: str, day: dt.date) -> Decimal | None:
-        """The latest unit price of ``sku`` on or before ``day``."""
-        best: Price | None = None
-        for p in self.prices:
-            if p.sku == sku and p.date <= day and (best is None or p.date > best.date):
-                best = p
-        return None if best is None else best.unit_price
+        """The latest unit price of ``sku`` on or before ``day`` (the first row of a date)."""
+        found = self._prices.get(sku)
+        if found is None:
+            return None
+        days, values = found
+        i = bisect.bisect_right(days, day)
+        return values[i - 1] if i else None

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING
 from anchor.alerts.model import severity_name
 from anchor.ingest import Reject
 from anchor.loanbook import Loan, LoanBook, PledgeType
-from anchor.reconcile.collateral import LotPledge, StockIndex, collateral_value, lot_pledges
+from anchor.reconcile.collateral import (
+    LotPledge,
+    StockIndex,
+    by_loan,
+    collateral_value,
+    lot_pledges,
+)
 from anchor.reconcile.conditions import Rule, Severity
 from anchor.reconcile.settings import day_of
 from anchor.reconcile.snapshot import Snapshot
@@ -255,9 +261,10 @@ def collateral_points(snapshot: Snapshot, book: LoanBook, now_ms: int) -> list[P
             lines = index.by_sku.get((loan.warehouse, sku), [])
             tags = {"warehouse": loan.warehouse, "loan": loan_id}
             points.append(_stock(tags, sku, sum(x.qty for x in lines), qty, now_ms))
+    mine = by_loan(pledges)
     for loan in book.loans:
         if loan.in_force(day):
-            points.append(_coverage(book, loan, pledges, index, day, now_ms))
+            points.append(_coverage(book, loan, mine.get(loan.loan_id, []), index, day, now_ms))
     return points
 
 

@@ -377,7 +377,7 @@ def collateral_value(book: LoanBook, loan: Loan, index: StockIndex, day: dt.date
                 stock = sum(x.qty for x in index.lot(loan.warehouse, p.lot, p.sku))
                 holdings.append((p.sku, min(max(stock, 0), p.qty)))
     else:
-        eligible = {p.sku for p in book.pledges if p.loan_id == loan.loan_id and p.lot is None}
+        eligible = {p.sku for p in book.pledges_of(loan.loan_id) if p.lot is None}
         for sku in sorted(eligible):
             found = index.by_sku.get((loan.warehouse, sku), [])
             holdings.append((sku, sum(max(x.qty, 0) for x in found)))

@@ -61,6 +61,14 @@ def lot_pledges(book: LoanBook) -> list[LotPledge]:
     return [LotPledge(loans[k[0]], k[1], k[2], n) for k, n in sorted(qty.items())]
 
 
+def by_loan(pledges: Sequence[LotPledge]) -> dict[str, list[LotPledge]]:
+    """``pledges`` grouped by loan id, so valuing every loan is linear in the pledges."""
+    out: dict[str, list[LotPledge]] = defaultdict(list)
+    for p in pledges:
+        out[p.loan.loan_id].append(p)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What the release check concluded about one UNLOAD of a pledged lot."""
@@ -224,11 +232,14 @@ def coverage_conditions(
     at_ms: int,
 ) -> list[Condition]:
     day = day_of(at_ms)
+    mine = by_loan(pledges)
     out = []
     for loan in book.loans:
         if not loan.in_force(day) or loan.outstanding <= 0:
             continue
-        value, lines, unpriced = collateral_value(book, loan, pledges, index, day)
+        value, lines, unpriced = collateral_value(
+            book, loan, mine.get(loan.loan_id, ()), index, day
+        )
         condition = _coverage(loan, value, unpriced, at_ms)
         if condition is not None:
             evidence = evidence_of(lines, settings.max_evidence)
@@ -244,15 +255,13 @@ def collateral_value(
     value, lines, unpriced = Decimal(0), [], []
     if loan.pledge_type is PledgeType.STATIC:
         holdings = []
-        for p in pledges:
+        for p in pledges:  # callers over many loans pass only this loan's (``by_loan``)
             if p.loan.loan_id == loan.loan_id:
                 found = index.lot(loan.warehouse, p.lot, p.sku)
                 lines.extend(found)
                 holdings.append((p.sku, min(max(sum(x.qty for x in found), 0), p.qty)))
     else:
-        eligible = sorted(
-            {p.sku for p in book.pledges if p.loan_id == loan.loan_id and p.lot is None}
-        )
+        eligible = sorted({p.sku for p in book.pledges_of(loan.loan_id) if p.lot is None})
         holdings = []
         for sku in eligible:
             found = index.by_sku.get((loan.warehouse, sku), [])
