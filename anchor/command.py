@@ -124,6 +124,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     publisher_thread = threading.Thread(target=publisher.run, args=(stop,), daemon=True)
     publisher_thread.start()
     threads = [publisher_thread]
+    nudge = threading.Event()  # reconciler -> deliverer: an alert changed, deliver now
     if config.reconcile.enabled:
         recon = config.reconcile
         reconciler = threading.Thread(
@@ -136,13 +137,16 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                 recon.every_ms,
                 stop,
                 writer,
+                nudge,
             ),
             daemon=True,
         )
         reconciler.start()
         threads.append(reconciler)
     if alerting.webhooks:
-        deliverer = threading.Thread(target=deliver.serve, args=(alerting, stop), daemon=True)
+        deliverer = threading.Thread(
+            target=deliver.serve, args=(alerting, stop, nudge), daemon=True
+        )
         deliverer.start()
         threads.append(deliverer)
     log.info(

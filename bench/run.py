@@ -41,6 +41,8 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "bench_anchor": ({"quick": False}, {"quick": True}),
     # sizes live in bench_reconcile.FULL_SIZES / QUICK_SIZES (1M, 3M, 10M events, 3 repeats)
     "bench_reconcile": ({"quick": False}, {"quick": True}),
+    # sizes live in bench_alerts.FULL / QUICK (1,000 events/s for 30 s / 8 s)
+    "bench_alerts": ({"quick": False}, {"quick": True}),
 }
 
 

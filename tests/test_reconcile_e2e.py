@@ -231,3 +231,97 @@ def alert_rules(anchor: AnchorRig) -> list[str]:
     return sorted(
         str(r[0]) for r in anchor.query("SELECT rule FROM alerts WHERE state <> 'resolved'")
     )
+
+
+def write_book(folder: Path, price_today: str) -> list[str]:
+    """LN-1 and LN-2 both pledge lot WR-2 over overlapping periods (a double pledge); the
+    price of steel-coil was 1000.00 yesterday and ``price_today`` today."""
+    today = dt.datetime.now(dt.UTC).date()
+    start, end = today - dt.timedelta(days=30), today + dt.timedelta(days=30)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "loans.csv").write_text(
+        "loan_id,borrower,warehouse_id,currency,outstanding,start,end,pledge_type,"
+        "advance_rate,warning_ratio,liquidation_ratio,min_value\n"
+        f"LN-1,Acme Steel,{WAREHOUSE},USD,10000.00,{start},{end},static,0.70,1.50,1.20,0\n"
+        f"LN-2,Beta Metals,{WAREHOUSE},USD,2000.00,{today},{end},static,0.70,1.50,1.20,0\n"
+    )
+    (folder / "pledges.csv").write_text(
+        "loan_id,lot,sku,qty\nLN-1,WR-1,steel-coil,40\nLN-1,WR-2,steel-coil,20\n"
+        "LN-2,WR-2,steel-coil,20\n"
+    )
+    (folder / "prices.csv").write_text(
+        f"sku,date,unit_price\nsteel-coil,{today - dt.timedelta(days=1)},1000.00\n"
+        f"steel-coil,{today},{price_today}\n"
+    )
+    return [f"--{name}={folder / f'{name}.csv'}" for name in ("loans", "pledges", "prices")]
+
+
+def test_double_pledge_and_a_price_fall_alert_at_once_and_a_recovery_resolves(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    """Loan-book conditions (no event causes them) over the real pipeline: a lot pledged to
+    two loans at once, then a price fall through LN-1's warning line (coverage 60 units x
+    230.00 / 10,000.00 = 1.38 < 1.50) and a recovery. The deliverer's own period is a minute
+    here: the alerts arrive within seconds only because the reconciler nudges it."""
+    receiver = Receiver()
+    receiver.up()
+    extra = "\n".join(
+        [
+            "[reconcile]",
+            "every_ms = 100",
+            "",
+            "[alerts]",
+            "deliver_every_ms = 60000",
+            "",
+            "[[webhooks]]",
+            'name = "credit-desk"',
+            f'url = "{receiver.url()}"',
+            f'secret = "{SECRET}"',
+            "",
+        ]
+    )
+    anchor = AnchorRig(tmp_path / "anchor", mosquitto.port, witness=False, extra_toml=extra)
+    config = str(anchor.config_path)
+    gateway = GatewayRig(tmp_path / "gw", mosquitto.port, anchor_key=anchor.key)
+    anchor.enrol(WAREHOUSE, "gw-1", gateway.key.public_key)
+    verifier = Webhook(SECRET)
+
+    def webhooks() -> list[tuple[str, str, str | None]]:
+        out = []
+        for request in receiver.requests():
+            body = verifier.verify(request.body, request.headers)
+            out.append((body["type"], body["data"]["rule"], body["data"].get("loan_id")))
+        return sorted(out)
+
+    try:
+        anchor.start()
+        anchor.wait_subscribed()
+        gateway.feed([reading(Kind.COUNT, "WR-1", 40), reading(Kind.COUNT, "WR-2", 20)])
+        gateway.start()
+        wait_until(lambda: anchor.status()["events"] == 3, 30, "the stocktake")
+        cli("loans", "import", "--config", config, *write_book(tmp_path / "v1", "1000.00"))
+        wait_until(lambda: alert_rules(anchor) == ["DOUBLE_PLEDGE"], 30, "the double pledge")
+        wait_until(lambda: len(receiver.requests()) == 1, 15, "its webhook, nudged")
+        assert webhooks() == [("alert.opened", "DOUBLE_PLEDGE", None)]
+
+        cli("loans", "import", "--config", config, *write_book(tmp_path / "v2", "230.00"))
+        want = ["COVERAGE_WARNING", "DOUBLE_PLEDGE"]
+        wait_until(lambda: alert_rules(anchor) == want, 30, "the price fall")
+        wait_until(lambda: len(receiver.requests()) == 2, 15, "the coverage webhook")
+        (message,) = anchor.query("SELECT message FROM alerts WHERE rule = 'COVERAGE_WARNING'")
+        assert "LN-1 coverage 1.3800" in str(message[0])
+
+        cli("loans", "import", "--config", config, *write_book(tmp_path / "v3", "900.00"))
+        wait_until(lambda: alert_rules(anchor) == ["DOUBLE_PLEDGE"], 30, "the recovery")
+        wait_until(lambda: len(receiver.requests()) == 3, 15, "the resolution webhook")
+        time.sleep(1.0)
+        assert webhooks() == [
+            ("alert.opened", "COVERAGE_WARNING", "LN-1"),
+            ("alert.opened", "DOUBLE_PLEDGE", None),
+            ("alert.resolved", "COVERAGE_WARNING", "LN-1"),
+        ]
+        assert sorted(receiver.delivered().values()) == [1, 1, 1]
+    finally:
+        receiver.down()
+        gateway.stop()
+        anchor.stop()

@@ -232,8 +232,12 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def serve(config: AlertsConfig, stop: threading.Event) -> None:
-    """Run delivery passes every ``deliver_every_ms`` until ``stop`` is set."""
+def serve(
+    config: AlertsConfig, stop: threading.Event, nudge: threading.Event | None = None
+) -> None:
+    """Run delivery passes every ``deliver_every_ms`` until ``stop`` is set, and at once when
+    ``nudge`` is set (the live reconciler in the same process sets it when an alert changes,
+    so a new alert leaves within milliseconds rather than up to ``deliver_every_ms`` later)."""
     db = Database(config.store)
     db.open()
     try:
@@ -244,7 +248,7 @@ def serve(config: AlertsConfig, stop: threading.Event) -> None:
                 report = deliverer.step(now_ms())
             except AnchorError as exc:  # e.g. the store is briefly unreachable: next pass
                 log.error("webhook delivery pass failed: %s", exc)
-                stop.wait(config.alerts.deliver_every_ms / 1000)
+                _pause(stop, nudge, config.alerts.deliver_every_ms / 1000)
                 continue
             if report.attempts:
                 log.info(
@@ -254,6 +258,22 @@ def serve(config: AlertsConfig, stop: threading.Event) -> None:
                     report.count(Outcome.DEAD),
                     report.count(Outcome.DISABLED),
                 )
-            stop.wait(config.alerts.deliver_every_ms / 1000)
+            _pause(stop, nudge, config.alerts.deliver_every_ms / 1000)
     finally:
         db.close()
+
+
+NUDGE_SLICE_S = 0.1  # how often a pause waiting on a nudge looks at ``stop``
+
+
+def _pause(stop: threading.Event, nudge: threading.Event | None, seconds: float) -> None:
+    """Wait ``seconds``, or until ``stop`` or ``nudge`` is set (``nudge`` is then cleared)."""
+    if nudge is None:
+        stop.wait(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0 or nudge.wait(min(left, NUDGE_SLICE_S)):
+            break
+    nudge.clear()

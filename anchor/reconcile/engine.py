@@ -204,8 +204,10 @@ def serve(
     every_ms: int,
     stop: threading.Event,
     metrics: MetricsWriter | None = None,
+    nudge: threading.Event | None = None,
 ) -> None:
-    """The live reconciler's thread: its own connection, a step every ``every_ms``."""
+    """The live reconciler's thread: its own connection, a step every ``every_ms``; sets
+    ``nudge`` (the webhook deliverer's) when a step changed an alert."""
     db = Database(store)
     db.open()
     try:
@@ -213,8 +215,11 @@ def serve(
         next_metrics = 0
         while not stop.wait(every_ms / 1000):
             try:
-                for transition in live.step(now_ms()):
+                transitions = live.step(now_ms())
+                for transition in transitions:
                     log.warning("alert %s: %s", transition.kind.value, transition.alert.message)
+                if transitions and nudge is not None:
+                    nudge.set()
                 if metrics is not None and now_ms() >= next_metrics:
                     next_metrics = now_ms() + METRICS_EVERY_MS
                     metrics.record_all(
