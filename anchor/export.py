@@ -7,6 +7,10 @@ Files written to the output folder (format version 1, see docs/PROTOCOL.md secti
 - ``gateways.json`` — canonical JSON ``{"keys": [{"leaf_index": n, "record": <key record>},
   …], "v": 1}``: every key enrolment and revocation with its log position.
 - ``releases.jsonl`` — the bank's signed release tokens (pledgewatch.release), one per line.
+- ``quarantine.jsonl`` — every message the anchor refused, in arrival order, one canonical JSON
+  object per line: ``{"detail", "raw" (base64 of the exact payload), "reason", "received_ms",
+  "topic"}``. Not covered by the checkpoint (a refused message is not in the log): the offline
+  reconciler re-verifies the ones it counts (``anchor.reconcile.offline.bad_signatures``).
 - ``manifest.json`` — canonical JSON ``{"checkpoint": <signed note text>, "files": {name:
   sha256 hex}, "log_size": n, "origin": …, "v": 1}``: the newest checkpoint (cosigned when the
   witness has signed it) covering exactly the exported entries.
@@ -19,6 +23,7 @@ size, nothing left out, nothing added.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,7 @@ EVENTS_FILE = "signed-events.jsonl"
 KEYS_FILE = "gateways.json"
 MANIFEST_FILE = "manifest.json"
 RELEASES_FILE = "releases.jsonl"
+QUARANTINE_FILE = "quarantine.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +81,31 @@ def export(db: Database, out_dir: Path) -> ExportSummary:
         key_items.append({"leaf_index": index, "record": record.to_dict()})
     key_bytes = canonical.encode({"keys": key_items, "v": EXPORT_VERSION}) + b"\n"
     release_bytes = b"".join(w + b"\n" for w in list_tokens(db))
+    refused = tx.all("SELECT received_ms, topic, reason, detail, raw FROM quarantine ORDER BY id")
+    quarantine_bytes = b"".join(
+        canonical.encode(
+            {
+                "detail": str(detail),
+                "raw": base64.b64encode(bytes(raw)).decode("ascii"),
+                "reason": str(reason),
+                "received_ms": int(received_ms),
+                "topic": str(topic),
+            }
+        )
+        + b"\n"
+        for received_ms, topic, reason, detail, raw in refused
+    )
     (out_dir / EVENTS_FILE).write_bytes(event_bytes)
     (out_dir / KEYS_FILE).write_bytes(key_bytes)
     (out_dir / RELEASES_FILE).write_bytes(release_bytes)
+    (out_dir / QUARANTINE_FILE).write_bytes(quarantine_bytes)
     cp = Checkpoint.parse(SignedNote.parse(note.encode()).body)
     manifest = {
         "checkpoint": note,
         "files": {
             EVENTS_FILE: hashlib.sha256(event_bytes).hexdigest(),
             KEYS_FILE: hashlib.sha256(key_bytes).hexdigest(),
+            QUARANTINE_FILE: hashlib.sha256(quarantine_bytes).hexdigest(),
         },
         "log_size": size,
         "origin": cp.origin,

@@ -24,8 +24,8 @@ from anchor.errors import AnchorError, ConfigError
 from anchor.loans import load_csv
 from anchor.reconcile.batch import events_frame, snapshot_from_frame
 from anchor.reconcile.conditions import Condition
-from anchor.reconcile.engine import Inputs, bad_signature_counts, reconcile_store, verified_tokens
-from anchor.reconcile.offline import chain_records, verified_events
+from anchor.reconcile.engine import Inputs, reconcile_store, verified_tokens
+from anchor.reconcile.offline import bad_signatures, chain_records, verified_events
 from anchor.reconcile.rules import evaluate
 from anchor.reconcile.settings import RuleSettings
 from anchor.reconcile.snapshot import StateConfig
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--at", required=True, help="RFC 3339 time or epoch milliseconds")
     parser.add_argument("--format", choices=("json", "table"), default="table")
     parser.add_argument("--config", type=Path, help="reconcile the anchor's store")
-    for name in ("events", "keys", "loans", "pledges", "prices", "releases", "skus"):
+    for name in ("events", "keys", "loans", "pledges", "prices", "releases", "skus", "quarantine"):
         parser.add_argument(f"--{name}", type=Path)
     parser.add_argument("--bank-key", help="the bank's release public key (64 hex)")
     parser.add_argument("--gap-timeout-s", type=int, default=DEFAULT_GAP_TIMEOUT_MS // 1000)
@@ -104,7 +104,7 @@ def _offline(args: argparse.Namespace, at_ms: int) -> list[Condition]:
         book,
         verified_tokens(wires, bank_key),
         tuple(chain_records(events, at_ms, args.gap_timeout_s * 1000)),
-        bad_signature_counts([]),
+        {} if args.quarantine is None else bad_signatures(args.quarantine, args.keys, at_ms),
     )
     return evaluate(
         snapshot,

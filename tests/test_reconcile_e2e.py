@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from standardwebhooks.webhooks import Webhook
 
 from anchor import keyfile
 from devices.base import Reading
-from pledgewatch.events import Kind
+from pledgewatch.events import Kind, SignedEvent
+from pledgewatch.topics import events_topic
 
 from alerts_rig import Receiver
 from anchor_rig import AnchorRig, cli, wait_until
@@ -141,8 +143,9 @@ def test_theft_and_releases_raise_exactly_the_expected_alerts_delivered_once(
                 reading(Kind.UNLOAD, "WR-2", 3, release=token_id),
             ]
         )  # over the token
-        want = ["SHORTFALL", "SHORTFALL", "UNAUTHORIZED_RELEASE", "UNAUTHORIZED_RELEASE"]
-        wait_until(lambda: alert_rules(anchor) == want, 30, "the four alerts")
+        forge_a_signature(anchor, mosquitto)  # -> quarantined as bad_signature -> TAMPER
+        want = ["SHORTFALL", "SHORTFALL", "TAMPER", "UNAUTHORIZED_RELEASE", "UNAUTHORIZED_RELEASE"]
+        wait_until(lambda: alert_rules(anchor) == want, 30, "the five alerts")
         latency = anchor.query(
             "SELECT MAX(a.opened_ms - e.received_ms) FROM alerts a, events e "
             "WHERE e.kind = 'UNLOAD'"
@@ -151,10 +154,10 @@ def test_theft_and_releases_raise_exactly_the_expected_alerts_delivered_once(
 
         time.sleep(1.5)  # retries fail while the receiver is down ...
         receiver.up()  # ... then every alert arrives, exactly once per webhook-id
-        wait_until(lambda: len(receiver.delivered()) == 4, 30, "four deliveries")
+        wait_until(lambda: len(receiver.delivered()) == 5, 30, "five deliveries")
         time.sleep(1.5)
         delivered = receiver.delivered()
-        assert sorted(delivered.values()) == [1, 1, 1, 1]
+        assert sorted(delivered.values()) == [1, 1, 1, 1, 1]
         verifier = Webhook(SECRET)
         for request in receiver.requests():
             payload = verifier.verify(request.body, request.headers)
@@ -207,6 +210,8 @@ def test_theft_and_releases_raise_exactly_the_expected_alerts_delivered_once(
             *book_files(tmp_path / "book"),
             "--releases",
             str(export / "releases.jsonl"),
+            "--quarantine",
+            str(export / "quarantine.jsonl"),
             "--bank-key",
             bank.public_key.hex(),
             "--at",
@@ -225,6 +230,26 @@ def test_theft_and_releases_raise_exactly_the_expected_alerts_delivered_once(
         receiver.down()
         gateway.stop()
         anchor.stop()
+
+
+def forge_a_signature(anchor: AnchorRig, mosquitto: MosquittoServer) -> None:
+    """Publish a stored event again with one signature bit flipped, on its own topic."""
+    (wire,) = anchor.query("SELECT wire FROM events WHERE kind = 'COUNT' LIMIT 1")[0]
+    honest = SignedEvent.from_wire(bytes(wire))  # type: ignore[arg-type]
+    bad = bytes([honest.signature[0] ^ 1]) + honest.signature[1:]
+    forged = SignedEvent.wire_from_body(honest.body, honest.key_id, bad)
+    topic = events_topic(WAREHOUSE, honest.event.gateway)
+    subprocess.run(
+        ["mosquitto_pub", "-p", str(mosquitto.port), "-q", "1", "-t", topic, "-s"],
+        input=forged,
+        check=True,
+        timeout=10,
+    )
+    wait_until(
+        lambda: anchor.query("SELECT reason FROM quarantine") == [("bad_signature",)],
+        30,
+        "the forged message quarantined as bad_signature",
+    )
 
 
 def alert_rules(anchor: AnchorRig) -> list[str]:

@@ -10,10 +10,18 @@ records are recomputed from the events themselves:
 - GAP: a missing ``seq`` range below the device's highest ``seq``, once the event after it is
   older than the gap timeout at the reconciliation time (the live anchor uses arrival time;
   for a settled log both agree).
+
+Bad signatures (the TAMPER rule's count per warehouse) come from the export's
+``quarantine.jsonl``, which the checkpoint does not cover; so the anchor's ``reason`` is not
+trusted: a refused message counts only if it passes the anchor's ingest steps 1-4 (an events
+topic, a canonical envelope, the topic's warehouse and gateway, a key enrolled for that
+gateway and valid at ``ts_ms``) and then fails step 5, the signature — re-checked here.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -23,10 +31,12 @@ from anchor.chain import ChainRecord
 from anchor.errors import AnchorError
 from anchor.export import read_events, read_keys
 from anchor.reconcile.integrity import ChainRecordRow
-from pledgewatch.errors import PledgewatchError
+from pledgewatch import canonical
+from pledgewatch.errors import PledgewatchError, SignatureError
 from pledgewatch.events import SignedEvent
 from pledgewatch.logentry import KeyAction, KeyRecord
 from pledgewatch.signing import verify_event
+from pledgewatch.topics import parse_topic
 
 
 class ExportError(AnchorError):
@@ -54,6 +64,51 @@ def verified_events(events_path: Path, keys_path: Path) -> list[SignedEvent]:
             raise ExportError(f"{events_path.name}:{number}: {exc}") from None
         out.append(signed)
     return out
+
+
+def bad_signatures(quarantine_path: Path, keys_path: Path, at_ms: int) -> dict[str, int]:
+    """Per warehouse, the refused messages received by ``at_ms`` whose signature is bad."""
+    windows = _windows([record for _, record in read_keys(keys_path)])
+    counts: dict[str, int] = defaultdict(int)
+    for number, line in enumerate(quarantine_path.read_bytes().split(b"\n"), start=1):
+        if not line:
+            continue
+        try:
+            row = canonical.decode(line)
+            if not isinstance(row, dict) or {"raw", "received_ms", "topic"} - set(row):
+                raise ExportError("want raw, received_ms and topic")
+            raw = base64.b64decode(str(row["raw"]), validate=True)
+        except (PledgewatchError, binascii.Error) as exc:
+            raise ExportError(f"{quarantine_path.name}:{number}: {exc}") from None
+        if not isinstance(row["received_ms"], int) or row["received_ms"] > at_ms:
+            continue
+        warehouse = _bad_signature_warehouse(str(row["topic"]), raw, windows)
+        if warehouse is not None:
+            counts[warehouse] += 1
+    return dict(counts)
+
+
+def _bad_signature_warehouse(topic: str, raw: bytes, windows: dict[str, KeyRecord]) -> str | None:
+    try:
+        where = parse_topic(topic)
+        signed = SignedEvent.from_wire(raw)
+    except PledgewatchError:
+        return None  # refused before the signature step: not a bad signature
+    e, key = signed.event, windows.get(signed.key_id)
+    if (
+        where.channel != "events"
+        or (e.warehouse, e.gateway) != (where.warehouse, where.gateway)
+        or key is None
+        or (key.warehouse, key.gateway) != (e.warehouse, e.gateway)
+        or e.ts_ms < key.valid_from_ms
+        or (key.valid_until_ms is not None and e.ts_ms >= key.valid_until_ms)
+    ):
+        return None
+    try:
+        verify_event(signed, key.public_key)
+    except SignatureError:
+        return e.warehouse
+    return None
 
 
 def _windows(records: Sequence[KeyRecord]) -> dict[str, KeyRecord]:
