@@ -10,7 +10,9 @@ $(STAMP): pyproject.toml
 	bash scripts/ensure-python.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# grafana-client needs urllib3-future, whose wheel would replace urllib3 for every other
+	# library (influxdb-client, web3): built from source with the override off, both coexist.
+	URLLIB3_NO_OVERRIDE=1 $(PY) -m pip install --quiet --no-binary urllib3-future -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -25,8 +25,10 @@ from anchor.reconcile import engine as reconcile_engine
 from anchor.service import AnchorWorker, now_ms
 from anchor.store.db import Database
 from anchor.store.schema import migrate
+from pledgewatch.canonical import MAX_SAFE_INT
 from pledgewatch.errors import PledgewatchError
 from pledgewatch.process import handle_signals
+from pledgewatch.topics import check_id
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     }
     try:
         return handlers[args.anchor_command](args, out)
-    except ConfigError as exc:
+    except (ConfigError, keyfile.KeyFileError) as exc:
         print(f"error: {exc}", file=err)
         return 2
     except (AnchorError, PledgewatchError) as exc:
@@ -110,10 +112,12 @@ def _init(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    # Everything a bad file can break is read before the store is created or migrated.
+    config = anchor_config.load(args.config)
+    alerting = alerts_config.load(args.config)
+    key = keyfile.load(config.anchor.key_file)
     config, db = _open(args)
     db.close()
-    alerting = alerts_config.load(args.config)  # validated before anything starts
-    key = keyfile.load(config.anchor.key_file)
     stop = threading.Event()
     handle_signals(stop)
     writer = None
@@ -189,6 +193,14 @@ def _enrol(args: argparse.Namespace, out: TextIO) -> int:
         public = b""
     if len(public) != 32:
         raise ConfigError("--public-key", ["want 64 hex digits (the gateway keygen output)"])
+    # Checked before the store opens: an enrolment is a permanent leaf of the log.
+    problems = [
+        *_id_problem("--warehouse", args.warehouse),
+        *_id_problem("--gateway", args.gateway),
+        *_ms_problem("--valid-from-ms", args.valid_from_ms),
+    ]
+    if problems:
+        raise ConfigError("anchor enrol", problems)
     _, db = _open(args)
     record = registry.enrol(
         db, args.warehouse, args.gateway, public, now_ms=now_ms(), valid_from_ms=args.valid_from_ms
@@ -199,11 +211,29 @@ def _enrol(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _revoke(args: argparse.Namespace, out: TextIO) -> int:
+    problems = _ms_problem("--at-ms", args.at_ms) if args.at_ms is not None else []
+    if problems:
+        raise ConfigError("anchor revoke", problems)
     _, db = _open(args)
     record = registry.revoke(db, args.key_id, now_ms=now_ms(), valid_until_ms=args.at_ms)
     db.close()
     print(f"revoked key {record.key_id} from {record.valid_until_ms}", file=out)
     return 0
+
+
+def _id_problem(flag: str, value: str) -> list[str]:
+    try:
+        check_id(flag, value)
+    except PledgewatchError as exc:
+        return [str(exc)]
+    return []
+
+
+def _ms_problem(flag: str, value: int) -> list[str]:
+    if not 0 <= value <= MAX_SAFE_INT:
+        shown = value if abs(value) < 10**20 else f"a {value.bit_length()}-bit integer"
+        return [f"{flag}: got {shown}, want milliseconds 0..2**53-1"]
+    return []
 
 
 def _quarantine(args: argparse.Namespace, out: TextIO) -> int:

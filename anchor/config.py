@@ -34,6 +34,7 @@ class MqttSection:
     ca_file: Path | None
     share_group: str
     keepalive_s: int
+    protocol: int = 5  # 5: $share subscription; 4 (MQTT 3.1.1, e.g. amqtt): plain, one worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ def parse(raw: dict[str, object], base: Path, problems: list[str]) -> AnchorConf
         metrics=parse_metrics(root.table("metrics", required=False)),
     )
     root.skip("alerts", "webhooks")  # read by anchor.alerts.config from the same file
+    root.skip("api")  # read by anchor.api.config from the same file
     root.finish()
     return config
 
@@ -141,6 +143,7 @@ def _mqtt(f: Fields, base: Path) -> MqttSection:
         ca_file=None if ca is None else base / ca,
         share_group=f.text("share_group", "pledgewatch-anchor"),
         keepalive_s=f.integer("keepalive_s", 30, low=5, high=3600),
+        protocol=f.integer("protocol", 5, low=4, high=5),
     )
     f.finish()
     return section

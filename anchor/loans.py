@@ -88,6 +88,7 @@ MINOR_UNITS: dict[str, int] = {
 
 _DECIMAL = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 _COUNT = re.compile(r"0|[1-9][0-9]*")
+MAX_COUNT = 2**53 - 1
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _BOM = b"\xef\xbb\xbf"
@@ -182,6 +183,9 @@ def _date(raw: str) -> dt.date:
 def _count(raw: str) -> int:
     if _COUNT.fullmatch(raw) is None:
         raise _Bad("a whole number like 40 (no sign, decimals or separators)")
+    # len first: int() of more than 4300 digits raises ValueError, not a problem report
+    if len(raw) > 16 or int(raw) > MAX_COUNT:
+        raise _Bad(f"a whole number up to {MAX_COUNT} (the largest qty an event carries)")
     return int(raw)
 
 

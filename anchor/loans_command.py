@@ -7,6 +7,7 @@ nothing is imported —, an unknown loan, a store error); 2 bad configuration or
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -28,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--loans", type=Path, required=True, help="loans.csv")
     imp.add_argument("--pledges", type=Path, required=True, help="pledges.csv")
     imp.add_argument("--prices", type=Path, required=True, help="prices.csv")
+    imp.add_argument(
+        "--valid-from",
+        type=_day,
+        help="in force from this UTC day, YYYY-MM-DD (default: now), for loans already running "
+        "when monitoring starts; refused if before the latest version",
+    )
     listing = sub.add_parser("list", help="the loans of the current (or --version) book")
     listing.add_argument("--config", type=Path, required=True)
     listing.add_argument("--version", type=int)
@@ -59,6 +66,15 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _day(text: str) -> int:
+    """``YYYY-MM-DD`` → ms at 00:00 UTC of that day."""
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, want a date like 2026-03-01") from None
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * 1000
+
+
 def _open(args: argparse.Namespace) -> Database:
     config = anchor_config.load(args.config)
     db = Database(config.anchor.store)
@@ -74,7 +90,8 @@ def _open(args: argparse.Namespace) -> Database:
 def _import(args: argparse.Namespace, out: TextIO) -> int:
     db = _open(args)
     try:
-        version = import_csv(db, args.loans, args.pledges, args.prices, _now_ms())
+        valid_from = _now_ms() if args.valid_from is None else args.valid_from
+        version = import_csv(db, args.loans, args.pledges, args.prices, valid_from)
         book = load_book(db, version)
     finally:
         db.close()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from nacl.bindings import crypto_core_ed25519_is_valid_point
+
 from anchor.errors import RegistryError
 from anchor.store.db import Database, Tx
 from pledgewatch.logentry import KeyAction, KeyRecord, key_leaf
@@ -57,6 +59,13 @@ def enrol(
     now_ms: int,
     valid_from_ms: int = 0,
 ) -> KeyRecord:
+    # An enrolment is a permanent log leaf: refuse a key nothing could ever sign for (not a
+    # point on the curve, or of small order, e.g. 32 zero bytes).
+    if len(public_key) != 32 or not crypto_core_ed25519_is_valid_point(public_key):
+        raise RegistryError(
+            f"public key {public_key.hex()} is not a valid Ed25519 public key (not a point of "
+            "the curve's prime-order subgroup); use the one `gateway keygen` printed"
+        )
     record = KeyRecord(KeyAction.ENROL, warehouse, gateway, public_key, valid_from_ms, None, now_ms)
     with db.transaction() as tx:
         if tx.one("SELECT key_id FROM keys WHERE key_id = ?", (record.key_id,)) is not None:

@@ -5,6 +5,11 @@ paho-mqtt 2.x, ``CallbackAPIVersion.VERSION2``, MQTT 5, stable client id per wor
 down), QoS 1, and **manual acknowledgement**: a message is PUBACKed only after the batch that
 stored it has committed. The subscription ``$share/{group}/pledgewatch/v1/+/+/events`` lets
 several workers split the stream.
+
+``[mqtt] protocol = 4`` is for brokers that speak only MQTT 3.1.1 (amqtt, the demo's
+in-process broker): a persistent session (``clean_session=False``) and a plain subscription
+to ``pledgewatch/v1/+/+/events`` — 3.1.1 has no shared subscriptions, so run one worker per
+broker — still QoS 1 with manual acknowledgement after commit.
 """
 
 from __future__ import annotations
@@ -40,12 +45,20 @@ class Subscriber:
     def client_id(self) -> str:
         return f"pledgewatch-anchor-{self.worker}"
 
+    @property
+    def events_filter(self) -> str:
+        if self.config.protocol == 5:
+            return f"$share/{self.config.share_group}/{EVENTS_FILTER}"
+        return EVENTS_FILTER
+
     def start(self) -> None:
         cfg = self.config
+        v5 = cfg.protocol == 5
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            clean_session=None if v5 else False,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             manual_ack=True,
         )
         if cfg.username is not None:
@@ -62,10 +75,16 @@ class Subscriber:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props = None
+        if v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
         client.connect_async(
-            cfg.host, cfg.port, cfg.keepalive_s, clean_start=False, properties=props
+            cfg.host,
+            cfg.port,
+            cfg.keepalive_s,
+            clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=props,
         )
         self._client = client
         client.loop_start()
@@ -98,7 +117,7 @@ class Subscriber:
         if reason_code.is_failure:
             return
         self.connected = True
-        client.subscribe(f"$share/{self.config.share_group}/{EVENTS_FILTER}", qos=1)
+        client.subscribe(self.events_filter, qos=1)
 
     def _on_subscribe(
         self,
@@ -112,7 +131,7 @@ class Subscriber:
         if refused:
             log.error("broker refused the events subscription: %s", ", ".join(refused))
         else:
-            log.info("subscribed to $share/%s/%s", self.config.share_group, EVENTS_FILTER)
+            log.info("subscribed to %s", self.events_filter)
 
     def _on_disconnect(
         self,

@@ -110,7 +110,9 @@ def _check(value: object, path: str, depth: int) -> None:
         return
     if isinstance(value, int):
         if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-            raise EncodingError(f"{path}: integer out of range: got {value}, want |n| <= 2**53-1")
+            raise EncodingError(
+                f"{path}: integer out of range: got {_show_int(value)}, want |n| <= 2**53-1"
+            )
         return
     if isinstance(value, dict | list | tuple):
         if depth >= MAX_DEPTH:
@@ -125,6 +127,13 @@ def _check(value: object, path: str, depth: int) -> None:
                 _check(item, f"{path}[{i}]", depth + 1)
         return
     raise EncodingError(f"{path}: type {type(value).__name__} is not allowed in canonical data")
+
+
+def _show_int(value: int) -> str:
+    """The integer for a message: ``str()`` refuses more than 4300 digits (ValueError)."""
+    if value.bit_length() <= 256:
+        return str(value)
+    return f"a {value.bit_length()}-bit integer"
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "loans": ("anchor.loans_command", "import and inspect the loan book"),
     "release": ("anchor.release_command", "issue and list the bank's release tokens"),
     "statement": ("anchor.statement_command", "loan-period collateral statement (HTML + CSV)"),
+    "api": ("anchor.api_command", "the bank's read API (HTTP + officer page) and its tokens"),
+    "dashboards": ("dashboards.command", "build the Grafana dashboards; push them to Grafana"),
 }
 
 

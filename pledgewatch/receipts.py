@@ -99,7 +99,7 @@ def _receipt_from_body(body: object) -> Receipt:
     want = {"anchor", "gateway", "items", "ts_ms", "v", "warehouse"}
     if not isinstance(body, dict) or set(body) != want:
         raise ValidationError(f"receipt body: want keys {sorted(want)}")
-    if body["v"] != RECEIPT_VERSION:
+    if body["v"] != RECEIPT_VERSION or isinstance(body["v"], bool):  # true == 1 in Python
         raise ValidationError(f"receipt v: got {body['v']!r}, want {RECEIPT_VERSION}")
     items = body["items"]
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:

@@ -92,7 +92,12 @@ def parse_token(data: bytes, bank_public_key: bytes) -> ReleaseToken:
     if not isinstance(sig, str) or _SIG.fullmatch(sig) is None:
         raise ValidationError("release token sig: want 128 lowercase hex digits")
     want = {"expires_ms", "id", "issued_ms", "loan_id", "lot", "qty", "v", "warehouse"}
-    if not isinstance(body, dict) or set(body) != want or body["v"] != TOKEN_VERSION:
+    if (
+        not isinstance(body, dict)
+        or set(body) != want
+        or body["v"] != TOKEN_VERSION
+        or isinstance(body["v"], bool)  # true == 1 in Python
+    ):
         raise ValidationError(f"release token body: want keys {sorted(want)} and v = 1")
     verify(bank_public_key, RELEASE_DOMAIN, canonical.encode(body), bytes.fromhex(sig))
     return ReleaseToken(

@@ -26,6 +26,25 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ValidationError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValidationError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # tomllib decodes the whole file first
+        raise ValidationError(
+            f"{path}: not valid TOML: not UTF-8 (byte {exc.object[exc.start]:#04x}"
+            f" at offset {exc.start})"
+        ) from None
+    except ValueError as exc:  # tomllib lets int()'s 4300-digit limit escape as ValueError
+        raise ValidationError(f"{path}: not usable TOML: {exc}") from None
+
+
+def show(value: object) -> str:
+    """``repr`` for a problem message, safe for any TOML value: integers past ``str()``'s
+    4300-digit limit (a hex literal has no such limit) and long text are summarised."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 256:
+        return f"a {value.bit_length()}-bit integer"
+    try:
+        text = repr(value)
+    except ValueError:  # a huge integer inside an array or table
+        return f"a {type(value).__name__} holding a huge integer"
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 Parser = Callable[[dict[str, Any], Path, list[str]], T]
@@ -68,7 +87,7 @@ class Fields:
         value = self._raw[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             self.problems.append(
-                f"{self.path}.{key}: got {value!r} ({type(value).__name__}), want {kind_name}"
+                f"{self.path}.{key}: got {show(value)} ({type(value).__name__}), want {kind_name}"
             )
             return default
         return value
@@ -89,7 +108,7 @@ class Fields:
         if value is None:
             return low
         if not low <= value <= high:
-            self.problems.append(f"{self.path}.{key}: got {value}, want {low}..{high}")
+            self.problems.append(f"{self.path}.{key}: got {show(value)}, want {low}..{high}")
         return value
 
     def boolean(self, key: str, default: bool | None = None) -> bool:
@@ -101,22 +120,23 @@ class Fields:
             return default
         value = self._raw[key]
         if not isinstance(value, bool):
-            self.problems.append(f"{self.path}.{key}: got {value!r}, want true or false")
+            self.problems.append(f"{self.path}.{key}: got {show(value)}, want true or false")
             return False
         return value
 
     def choice(self, key: str, allowed: tuple[str, ...], default: str | None = None) -> str:
         value = self.text(key, default)
         if value not in allowed:
-            self.problems.append(f"{self.path}.{key}: got {value!r}, want one of {allowed}")
+            self.problems.append(f"{self.path}.{key}: got {show(value)}, want one of {allowed}")
             return allowed[0]
         return value
 
     def table(self, key: str, *, required: bool = True) -> Fields:
         self._seen.add(key)
+        name = f"{self.path}.{key}".lstrip(".")
         if key not in self._raw and required:
-            self.problems.append(f"{self.path}.{key}: missing table [{self.path}.{key}]")
-        return Fields(self._raw.get(key, {}), f"{self.path}.{key}".lstrip("."), self.problems)
+            self.problems.append(f"{name}: missing table [{name}]")
+        return Fields(self._raw.get(key, {}), name, self.problems)
 
     def tables(self, key: str) -> list[Fields]:
         self._seen.add(key)
@@ -142,7 +162,8 @@ class Fields:
                 out[name] = value
             else:
                 self.problems.append(
-                    f"{self.path}.{key}.{name}: got {value!r}, want a string, integer or boolean"
+                    f"{self.path}.{key}.{name}: got {show(value)},"
+                    " want a string, integer or boolean"
                 )
         return out
 

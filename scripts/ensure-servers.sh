@@ -24,6 +24,8 @@ COMPONENTS=(
   "npm|npm"
   "anvil|"
   "victoria_metrics|victoria-metrics"
+  "influxdb|influxdb"
+  "chromium|chromium"
 )
 
 # anvil (Foundry's Ethereum dev node) comes from npm: @foundry-rs/anvil ships the native binary
@@ -75,6 +77,16 @@ find_victoria_metrics() {
   # Debian's single-node server (/usr/bin/victoria-metrics); the tests start their own on a
   # random loopback port, never the packaged service.
   first_executable /usr/bin/victoria-metrics "$(command -v victoria-metrics || true)"
+}
+
+find_influxdb() {
+  # Debian's InfluxDB 1.x server (/usr/bin/influxd): the dashboards' InfluxQL runs against it.
+  first_executable /usr/bin/influxd "$(command -v influxd || true)"
+}
+
+find_chromium() {
+  # Debian's headless-capable browser: the read API's officer page is checked in it.
+  first_executable /usr/bin/chromium "$(command -v chromium || true)"
 }
 
 find_anvil() {

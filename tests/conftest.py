@@ -23,6 +23,7 @@ from servers import (
     PG_BIN_DIRS,
     AnvilFactory,
     AnvilServer,
+    InfluxDB1Server,
     MosquittoFactory,
     MosquittoServer,
     PostgresFactory,
@@ -190,6 +191,19 @@ def victoriametrics(request: pytest.FixtureRequest) -> Iterator[VictoriaMetricsS
     `/api/v2/write`); stop/restart it to play a TSDB outage. Closed after the test.
     """
     server = VictoriaMetricsServer(binary=require_binary("victoria-metrics"))
+    try:
+        server.start()
+        yield server
+    finally:
+        _close_all(request, [server])
+
+
+@pytest.fixture
+def influxdb1(request: pytest.FixtureRequest) -> Iterator[InfluxDB1Server]:
+    """A fresh InfluxDB 1.x (Debian `influxdb`) for this test on 127.0.0.1:<random>: InfluxQL
+    on `/query`, line protocol on the v1 `/write` (`write()`, `query()`). Closed after the test.
+    """
+    server = InfluxDB1Server(binary=require_binary("influxd"))
     try:
         server.start()
         yield server

@@ -1226,3 +1226,88 @@ class VictoriaMetricsServer(ServerProcess):
         query = urllib.parse.urlencode({"match[]": match, "start": 0, "end": end})
         body = self._get("/api/v1/export?" + query)
         return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+
+
+@dataclass(kw_only=True, eq=False)
+class InfluxDB1Server(ServerProcess):
+    """InfluxDB 1.x (Debian `influxdb`, `influxd`) on loopback: HTTP API on `port`, the
+    backup/restore RPC service on `rpc_port` (both random; the RPC one must not stay on its
+    default :8088 or parallel runs clash). No auth, usage reporting off, meta/data/WAL in
+    `workdir`. Ready once `/ping` answers 204.
+
+    Writes go through the v1 API (`write(db, lines)`: `/write?db=…&precision=ms`); Debian's
+    1.6 has no `/api/v2/write`. `query(db, q)` runs InfluxQL through `/query` (epoch=ms).
+    """
+
+    name: ClassVar[str] = "influxdb"
+    _port_clash_marker: ClassVar[str] = "address already in use"
+    binary: str | None = None
+    rpc_port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _assign_ports(self) -> None:
+        self.port = free_port(self.host)
+        self.rpc_port = free_port(self.host)
+
+    def _ports(self) -> list[int]:
+        return [self.port]
+
+    def _prepare(self) -> None:
+        work = self.workdir
+        (work / "influxd.conf").write_text(
+            "reporting-disabled = true\n"
+            f'bind-address = "{self.host}:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{work / "meta"}"\n'
+            f'[data]\n  dir = "{work / "data"}"\n  wal-dir = "{work / "wal"}"\n'
+            "  query-log-enabled = false\n"
+            "[monitor]\n  store-enabled = false\n"
+            "[continuous_queries]\n  enabled = false\n"
+            "[subscriber]\n  enabled = false\n"
+            f'[http]\n  enabled = true\n  bind-address = "{self.host}:{self.port}"\n'
+            "  auth-enabled = false\n  log-enabled = false\n"
+        )
+
+    def _command(self) -> list[str]:
+        binary = self.binary or find_binary("influxd")
+        if binary is None:
+            raise ServerError("influxd not found; run scripts/ensure-servers.sh")
+        return [binary, "run", "-config", str(self.workdir / "influxd.conf")]
+
+    def _is_ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url + "/ping", timeout=0.5) as response:
+                return int(response.status) == 204
+        except OSError:
+            return False
+
+    def _post(self, path: str, params: dict[str, str], body: bytes) -> bytes:
+        import urllib.parse
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.url}{path}?{urllib.parse.urlencode(params)}", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+
+    def create_database(self, db: str) -> None:
+        self.query(db, f'CREATE DATABASE "{db}"')
+
+    def write(self, db: str, lines: Sequence[str]) -> None:
+        """Write line protocol (ms timestamps) through the v1 `/write`; raises on any non-2xx
+        (urllib's HTTPError carries InfluxDB's error text)."""
+        self._post("/write", {"db": db, "precision": "ms"}, "\n".join(lines).encode())
+
+    def query(self, db: str, q: str) -> dict[str, Any]:
+        """Run InfluxQL `q` (one or more statements) and return the decoded JSON answer;
+        statement errors come back in `results[i]["error"]`, not as an exception."""
+        import json
+
+        params = {"db": db, "q": q, "epoch": "ms"}
+        answer: dict[str, Any] = json.loads(self._post("/query", params, b""))
+        return answer

@@ -74,6 +74,18 @@ def test_migrate_twice_is_idempotent_and_keeps_data(db: Database, store_url: str
         again.close()
 
 
+@pytest.mark.parametrize(
+    "public",
+    [bytes(32), bytes([1]) + bytes(31), b"\xff" * 32, b"\x01" * 31],
+    ids=["zero", "identity", "not-on-curve", "short"],
+)
+def test_registry_refuses_a_key_nothing_could_sign_for(db: Database, public: bytes) -> None:
+    with pytest.raises(RegistryError, match="not a valid Ed25519 public key"):
+        enrol(db, WH, "gw-1", public, now_ms=BASE_MS)
+    assert list_keys(db) == []
+    assert db.read().one("SELECT COUNT(*) FROM key_records")[0] == 0  # no leaf was logged
+
+
 def test_registry_enrol_and_revoke(db: Database) -> None:
     key = SigningKey.generate()
     enrolment = enrol(db, WH, "gw-1", key.public_key, now_ms=BASE_MS, valid_from_ms=5)

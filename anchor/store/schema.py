@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from anchor.errors import StoreError
 from anchor.store.alerts_schema import migrate_alerts
+from anchor.store.api_schema import migrate_api
 from anchor.store.db import Database, Dialect, Tx
 from anchor.store.loans_schema import migrate_loans
 from pledgewatch.merkle import CompactRange
@@ -141,6 +142,7 @@ def migrate(db: Database) -> None:
         _init_log_state(tx)
     migrate_alerts(db)
     migrate_loans(db)
+    migrate_api(db)
 
 
 def _init_log_state(tx: Tx) -> None:
