@@ -32,11 +32,17 @@ the **same run**, as a ratio:
 3. **event → checkpoint latency** at a paced ``rate`` (1,000 events/s for ``latency_s``):
    per event, ``checkpoints.created_ms`` of the first checkpoint with ``size > leaf_index``
    minus the wall-clock time the publisher called ``publish()`` for it; p50 / p99 against
-   ``checkpoint_interval_ms + 0.5 s``.
+   ``checkpoint_interval_ms + 0.5 s``. The same run has the bank's witness
+   (``pledgewatch witness run``) and gives two more latencies: **event → receipt**, the
+   arrival at the publisher (subscribed to the receipts topics) of the first signed receipt
+   naming the event, beside its PUBACK (the broker's round trip); **event → witnessed**,
+   ``witnessed_ms`` of the first cosigned checkpoint covering it, beside event → checkpoint.
+   Receipts are verified and every event must have a ``stored`` one.
 4. **inclusion proofs** through the anchor's own path: ``leaves`` leaf hashes written to a real
    ``leaves`` table, ``anchor.publish.LeafMirror.sync`` (timed; its peer: one fetch of the same
    rows plus one ``MerkleTree.from_leaf_hashes``), then ``tree.inclusion_proof`` for random
-   leaves (a sample is verified) against the target rate.
+   leaves (a sample is verified) against the target rate; again at ``small_leaves`` to show
+   how proofs and the sync grow with the log.
 5. **``pledgewatch verify``** of one proof file (built by ``anchor.proofs.build_event_proof``
    from the first 1b store) as a subprocess, interpreter start included, median of
    ``verify_runs``, interleaved with ``python -c pass``.
@@ -69,6 +75,7 @@ import os
 import platform
 import pstats
 import random
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -99,10 +106,11 @@ from anchor.store.schema import migrate  # noqa: E402
 from devices.base import Reading  # noqa: E402
 from pledgewatch.events import ZERO_HASH, Kind  # noqa: E402
 from pledgewatch.merkle import MerkleTree, verify_inclusion  # noqa: E402
+from pledgewatch.receipts import ReceiptStatus, parse_receipt  # noqa: E402
 from pledgewatch.signing import EVENT_DOMAIN, SigningKey, sign_event  # noqa: E402
-from pledgewatch.topics import events_topic  # noqa: E402
+from pledgewatch.topics import ROOT, events_topic  # noqa: E402
 
-from anchor_rig import ORIGIN, AnchorRig, Proc, cli  # noqa: E402
+from anchor_rig import ORIGIN, WITNESS_NAME, AnchorRig, Proc, cli  # noqa: E402
 from servers import MosquittoServer, PostgresServer  # noqa: E402
 
 TARGET_INGEST_RATIO = 0.7  # ingest events/s ÷ bare verify/s, at least
@@ -128,12 +136,13 @@ class Sizes:
     leaves: int
     proofs: int
     verify_runs: int
+    small_leaves: int  # the proof figures again at this log size, to show growth
 
 
 FULL = Sizes(events=20_000, repeats=3, rate=1000, latency_s=20, leaves=1_000_000,
-             proofs=20_000, verify_runs=21)  # fmt: skip
+             proofs=20_000, verify_runs=21, small_leaves=100_000)  # fmt: skip
 QUICK = Sizes(events=3_000, repeats=1, rate=1000, latency_s=4, leaves=100_000,
-              proofs=5_000, verify_runs=5)  # fmt: skip
+              proofs=5_000, verify_runs=5, small_leaves=10_000)  # fmt: skip
 
 
 @dataclass
@@ -228,10 +237,34 @@ def status_kb(pid: int, name: str) -> int:
 
 
 class BenchAnchorRig(AnchorRig):
-    """The test rig with production-like settings: no witness, ``checkpoint_interval_ms``
-    1000 (the test rig uses 200), every other value the anchor's default."""
+    """The test rig with production-like settings: ``checkpoint_interval_ms`` 1000 (the test
+    rig uses 200), every other value the anchor's default; no witness unless ``witness=True``
+    (then ``start_witness()`` runs the real ``pledgewatch witness run`` of the test rig)."""
 
     checkpoint_interval_ms: int = CHECKPOINT_INTERVAL_MS
+
+    def start_witness(self, timeout: float = 30.0) -> Proc:
+        """The bank's witness (config as the test rig writes it), once it accepts connections."""
+        path = self.workdir / "witness.toml"
+        path.write_text("\n".join([
+            "[witness]", f'name = "{WITNESS_NAME}"', 'key_file = "witness.key"',
+            'state_db = "witness.db"', "",
+            "[listen]", 'host = "127.0.0.1"', f"port = {self.witness_port}", "",
+            "[[logs]]", f'origin = "{ORIGIN}"', f'public_key = "{self.key.public_key.hex()}"', "",
+        ]))  # fmt: skip
+        proc = Proc(["witness", "run", "--config", str(path)], self.workdir / "witness.log")
+        proc.start()
+        self.procs.append(proc)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.witness_port), timeout=1).close()
+                return proc
+            except OSError:
+                proc.check_alive()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"witness not listening within {timeout} s") from None
+                time.sleep(0.05)
 
     def write_config(self, worker: str | None = None) -> Path:
         """The config of ``worker`` (default: the rig's own, at ``config_path``)."""
@@ -247,6 +280,11 @@ class BenchAnchorRig(AnchorRig):
             "[mqtt]", 'host = "127.0.0.1"', f"port = {self.broker_port}", "",
             "[log]", f"checkpoint_interval_ms = {self.checkpoint_interval_ms}", "",
             "[ledger]", 'url = "sqlite:ledger.db"', "every = 1", "",
+            *([
+                "[witness]", f'url = "http://127.0.0.1:{self.witness_port}"',
+                f'name = "{WITNESS_NAME}"',
+                f'public_key = "{self.witness_key.public_key.hex()}"', "",
+            ] if self.witness else []),
         ])  # fmt: skip
 
     def start_worker(self, worker: str) -> Proc:
@@ -315,12 +353,22 @@ def pipeline_run(workload: Workload, workdir: Path, profile: Path | None = None)
 class PublisherProcess:
     """The publisher in a child process (``bench_anchor.py _publish``); JSON lines out."""
 
-    def __init__(self, port: int, messages: Path, count: int, rate: int, times: Path | None):
+    def __init__(
+        self,
+        port: int,
+        messages: Path,
+        count: int,
+        rate: int,
+        times: Path | None,
+        receipts: Path | None = None,
+    ):
         self.argv = [sys.executable, str(Path(__file__).resolve()), "_publish",
                      "--port", str(port), "--messages", str(messages), "--count", str(count),
                      "--rate", str(rate)]  # fmt: skip
         if times is not None:
             self.argv += ["--times", str(times)]
+        if receipts is not None:
+            self.argv += ["--receipts", str(receipts)]
         self.marks: dict[str, Any] = {}
         self._cond = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
@@ -374,18 +422,32 @@ def publisher_main(argv: list[str]) -> int:
         "--rate", type=int, default=0, help="messages/s; 0 = as fast as QoS 1 allows"
     )
     parser.add_argument("--times", type=Path, help="write each publish() wall time (s) here")
+    parser.add_argument(
+        "--receipts",
+        type=Path,
+        help="subscribe to the warehouse's receipts topics; write each receipt's arrival wall "
+        "time and bytes, and each message's PUBACK wall time, here",
+    )
     args = parser.parse_args(argv)
     with args.messages.open(encoding="utf-8") as fh:
         lines = [json.loads(line) for _, line in zip(range(args.count), fh, strict=False)]
     messages = [(topic, payload.encode("utf-8")) for topic, payload in lines]
-    connected, done = threading.Event(), threading.Event()
+    connected, done, subscribed = threading.Event(), threading.Event(), threading.Event()
     acked = [0, 0]  # PUBACKs, refusals; only paho's network thread writes
+    puback_at: dict[int, float] = {}  # mid -> wall time of its PUBACK
+    receipts: list[tuple[float, bytes]] = []  # (arrival wall time, receipt bytes)
+    receipted = [0]  # receipt items seen (each item has one "status" key)
 
-    def on_publish(_c: object, _u: object, _mid: int, reason: Any, _p: object) -> None:
+    def on_publish(_c: object, _u: object, mid: int, reason: Any, _p: object) -> None:
+        puback_at[mid] = time.time()
         acked[0] += 1
         acked[1] += bool(reason.is_failure)
         if acked[0] == len(messages):
             done.set()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        receipts.append((time.time(), bytes(msg.payload)))
+        receipted[0] += msg.payload.count(b'"status"')
 
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                          client_id="pledgewatch-bench-publisher",
@@ -394,6 +456,8 @@ def publisher_main(argv: list[str]) -> int:
     client.max_queued_messages_set(0)
     client.on_connect = lambda *_: connected.set()
     client.on_publish = on_publish
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.set()
     client.connect("127.0.0.1", args.port)
     client.loop_start()
 
@@ -403,10 +467,16 @@ def publisher_main(argv: list[str]) -> int:
     try:
         if not connected.wait(10):
             raise RuntimeError("publisher: no CONNACK within 10 s")
+        if args.receipts is not None:
+            if len(messages) > 65_000:  # MQTT message ids wrap at 65,535: PUBACKs would mix
+                raise RuntimeError("publisher: --receipts takes at most 65,000 messages")
+            client.subscribe(f"{ROOT}/{WAREHOUSE}/+/receipts", qos=1)
+            if not subscribed.wait(10):
+                raise RuntimeError("publisher: no SUBACK within 10 s")
         emit(ready=time.monotonic())
         sys.stdin.readline()
         start = time.monotonic()
-        times = _publish_all(client, messages, args.rate)
+        times, mids = _publish_all(client, messages, args.rate)
         emit(published=time.monotonic(), publish_calls_s=time.monotonic() - start)
         if not done.wait(60 + len(messages) / 200):
             raise RuntimeError(f"publisher: {acked[0]} of {len(messages)} PUBACKs")
@@ -414,6 +484,16 @@ def publisher_main(argv: list[str]) -> int:
              first_to_last_publish_s=times[-1] - times[0])  # fmt: skip
         if args.times is not None:
             args.times.write_text(json.dumps(times))
+        if args.receipts is not None:
+            deadline = time.monotonic() + 60
+            while receipted[0] < len(messages) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            got = list(receipts)
+            args.receipts.write_text(json.dumps({
+                "puback": [puback_at[mid] for mid in mids],
+                "receipts": [[at, payload.decode("utf-8")] for at, payload in got],
+            }))  # fmt: skip
+            emit(receipted=receipted[0])
     finally:
         client.disconnect()
         client.loop_stop()
@@ -421,11 +501,14 @@ def publisher_main(argv: list[str]) -> int:
     return 0
 
 
-def _publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]], rate: int) -> list[float]:
+def _publish_all(
+    client: mqtt.Client, messages: list[tuple[str, bytes]], rate: int
+) -> tuple[list[float], list[int]]:
     """Publish every message at QoS 1; with ``rate``, message i no earlier than start + i/rate.
-    Returns the wall-clock time (time.time()) just before each ``publish()`` call."""
+    Returns the wall-clock time (time.time()) just before each ``publish()`` call, and each
+    message's MQTT message id."""
     publish, wall, mono, sleep = client.publish, time.time, time.monotonic, time.sleep
-    times = []
+    times, mids = [], []
     start = mono()
     for i, (topic, payload) in enumerate(messages):
         if rate:
@@ -433,8 +516,8 @@ def _publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]], rate: i
             if delay > 0:
                 sleep(delay)
         times.append(wall())
-        publish(topic, payload, qos=1)
-    return times
+        mids.append(publish(topic, payload, qos=1).mid)
+    return times, mids
 
 
 class StoreReader:
@@ -509,6 +592,8 @@ class StreamSpec:
     postgres: PostgresServer | None = None
     database: str | None = None
     await_checkpoint: bool = False
+    witness: bool = False  # run the bank's witness; await and time the cosigned checkpoints
+    receipts: bool = False  # the publisher times every event's receipt (and PUBACK)
 
 
 def stream_run(
@@ -525,19 +610,23 @@ def stream_run(
     publisher: PublisherProcess | None = None
     reader: StoreReader | None = None
     try:
-        rig = BenchAnchorRig(workdir, broker.port, witness=False, store=store)
+        rig = BenchAnchorRig(workdir, broker.port, witness=spec.witness, store=store)
         enrol_gateways(rig.store_url, workload)
+        if spec.witness:
+            rig.start_witness()
         procs = [rig.start_worker(f"worker-{i + 1}") for i in range(spec.workers)]
         for proc in procs:
             _wait_log(proc, "subscribed to $share/", 30)
         times = workdir / "publish-times.json" if spec.rate else None
-        publisher = PublisherProcess(broker.port, messages, spec.events, spec.rate, times)
+        receipts = workdir / "receipts.json" if spec.receipts else None
+        publisher = PublisherProcess(broker.port, messages, spec.events, spec.rate, times,
+                                     receipts)  # fmt: skip
         publisher.start()
         reader = StoreReader(rig.store_url)
         result = _timed(spec, rig, procs, broker, publisher, reader)
         if spec.await_checkpoint:
-            _await_checkpoint(reader, spec.events + len(GATEWAYS), procs)
-        publisher.wait("final", 60)
+            _await_checkpoint(reader, spec.events + len(GATEWAYS), procs, spec.witness)
+        publisher.wait("final", 90)
         if publisher.marks["refused"]:
             raise RuntimeError(f"broker refused {publisher.marks['refused']} publishes")
         result["publisher"] = {k: v for k, v in publisher.marks.items() if k != "eof"}
@@ -545,7 +634,8 @@ def stream_run(
         result["anchor_key"] = rig.key.public_key.hex()
         result["checks"] = _check_store(rig, reader, spec)
         if times is not None:
-            result["latency"] = _latencies(reader, workload.event_ids[: spec.events], times)
+            ids = workload.event_ids[: spec.events]
+            result |= _all_latencies(spec, reader, ids, times, receipts, rig.key.public_key)
         result["store_url"] = rig.store_url
         # Everything measured and checked is in by now; a worker that does not stop cleanly
         # on SIGTERM is a defect of its own, reported as a note rather than losing the run.
@@ -572,6 +662,7 @@ def _timed(
 ) -> dict[str, Any]:
     pids: dict[str, int | None] = {p.log_path.stem: p.proc.pid for p in procs if p.proc}
     pids |= {"publisher": publisher.pid, "broker": broker.pid}
+    pids |= {p.log_path.stem: p.proc.pid for p in rig.procs if p.argv[0] == "witness" and p.proc}
     progress = Progress(spec.events, len(GATEWAYS))
     pg_root = None if spec.postgres is None else spec.postgres.pid
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -648,11 +739,18 @@ def _logs(procs: list[Proc]) -> str:
     )
 
 
-def _await_checkpoint(reader: StoreReader, size: int, procs: list[Proc]) -> None:
+def _await_checkpoint(
+    reader: StoreReader, size: int, procs: list[Proc], witnessed: bool = False
+) -> None:
+    """Until a checkpoint (a cosigned one, with ``witnessed``) covers ``size`` leaves."""
+    sql = "SELECT MAX(size) FROM checkpoints" + (
+        " WHERE cosigned_note IS NOT NULL" if witnessed else ""
+    )
     deadline = time.monotonic() + 10 + CHECKPOINT_INTERVAL_MS / 1000
-    while (reader.all("SELECT MAX(size) FROM checkpoints")[0][0] or 0) < size:
+    while (reader.all(sql)[0][0] or 0) < size:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no checkpoint of size {size} within 10 s\n{_logs(procs)}")
+            what = "cosigned checkpoint" if witnessed else "checkpoint"
+            raise RuntimeError(f"no {what} of size {size} within 10 s\n{_logs(procs)}")
         time.sleep(0.05)
 
 
@@ -682,16 +780,71 @@ def _check_store(rig: BenchAnchorRig, reader: StoreReader, spec: StreamSpec) -> 
     return {"status": status, "events_by_worker": by_worker}
 
 
-def _latencies(reader: StoreReader, event_ids: list[str], times_path: Path) -> dict[str, Any]:
-    """Per event: created_ms of the first checkpoint with size > its leaf index − publish time."""
+def _latencies(
+    reader: StoreReader, event_ids: list[str], times_path: Path, witnessed: bool = False
+) -> dict[str, Any]:
+    """Per event: ``created_ms`` of the first checkpoint with size > its leaf index − publish
+    time; with ``witnessed``, ``witnessed_ms`` (the anchor's clock when it stored the witness's
+    cosignature) of the first cosigned checkpoint with size > its leaf index. The witness
+    cosigns the newest checkpoint each time, so cosigned sizes rise with ``witnessed_ms``."""
     published = json.loads(times_path.read_text())
     leaf_of = dict(reader.all("SELECT event_id, leaf_index FROM events"))
-    checkpoints = reader.all("SELECT size, created_ms FROM checkpoints ORDER BY size")
+    checkpoints = reader.all(
+        "SELECT size, witnessed_ms FROM checkpoints WHERE cosigned_note IS NOT NULL ORDER BY size"
+        if witnessed
+        else "SELECT size, created_ms FROM checkpoints ORDER BY size"
+    )
+    if witnessed and [t for _, t in checkpoints] != sorted(t for _, t in checkpoints):
+        raise RuntimeError("cosigned checkpoints: witnessed_ms does not rise with size")
     sizes = [size for size, _ in checkpoints]
     samples = []
     for event_id, at in zip(event_ids, published, strict=True):
         k = bisect.bisect_right(sizes, leaf_of[event_id])
         samples.append(checkpoints[k][1] / 1000 - at)
+    return {**_spread(samples), "checkpoints": len(checkpoints),
+            "achieved_rate": (len(published) - 1) / (published[-1] - published[0])}  # fmt: skip
+
+
+def _all_latencies(
+    spec: StreamSpec,
+    reader: StoreReader,
+    event_ids: list[str],
+    times: Path,
+    receipts: Path | None,
+    anchor_key: bytes,
+) -> dict[str, Any]:
+    out = {"latency": _latencies(reader, event_ids, times)}
+    if spec.witness:
+        out["witnessed"] = _latencies(reader, event_ids, times, witnessed=True)
+    if receipts is not None:
+        out |= _receipt_latencies(event_ids, times, receipts, anchor_key)
+    return out
+
+
+def _receipt_latencies(
+    event_ids: list[str], times_path: Path, receipts_path: Path, anchor_key: bytes
+) -> dict[str, Any]:
+    """Per event: arrival of the first receipt naming it at the publisher − its publish time
+    (each receipt's signature verified; every event must have a ``stored`` receipt), and
+    its PUBACK − publish time (the broker's round trip, the peer)."""
+    published = json.loads(times_path.read_text())
+    seen = json.loads(receipts_path.read_text())
+    first: dict[str, float] = {}
+    for at, payload in seen["receipts"]:
+        for item in parse_receipt(payload.encode("utf-8"), anchor_key).items:
+            if item.status is not ReceiptStatus.STORED:
+                raise RuntimeError(f"receipt for {item.event_id}: {item.status} {item.reason}")
+            first.setdefault(item.event_id, at)
+    missing = [e for e in event_ids if e not in first]
+    if missing:
+        raise RuntimeError(f"{len(missing)} of {len(event_ids)} events got no receipt")
+    receipt = [first[e] - at for e, at in zip(event_ids, published, strict=True)]
+    puback = [b - a for a, b in zip(published, seen["puback"], strict=True)]
+    return {"receipt": {**_spread(receipt), "receipts": len(seen["receipts"])},
+            "puback": _spread(puback)}  # fmt: skip
+
+
+def _spread(samples: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(samples, n=100)
     return {
         "p50_s": statistics.median(samples),
@@ -699,8 +852,6 @@ def _latencies(reader: StoreReader, event_ids: list[str], times_path: Path) -> d
         "p99_s": cuts[98],
         "max_s": max(samples),
         "min_s": min(samples),
-        "checkpoints": len(checkpoints),
-        "achieved_rate": (len(published) - 1) / (published[-1] - published[0]),
     }
 
 
@@ -849,9 +1000,13 @@ def run(
             postgres.close()
         count = sizes.rate * sizes.latency_s
         out["latency"] = stream_run(
-            StreamSpec("latency sqlite", count, rate=sizes.rate, await_checkpoint=True),
+            StreamSpec("latency sqlite", count, rate=sizes.rate, await_checkpoint=True,
+                       witness=True, receipts=True),
             workload, messages, tmp / "latency",
         )  # fmt: skip
+        (tmp / "small").mkdir()
+        out["proofs_small"] = proofs_run(sizes.small_leaves, sizes.proofs, sizes.repeats,
+                                         tmp / "small")  # fmt: skip
         out["proofs"] = proofs_run(sizes.leaves, sizes.proofs, sizes.repeats, tmp)
         out["verify_cli"] = verify_cli_run(proof_path, anchor_key, sizes.verify_runs)
         if profile is not None:
@@ -929,6 +1084,7 @@ def summarize(sizes: Sizes, quick: bool, out: dict[str, Any], wire_bytes: int) -
         "cpu_of_median_runs": cpu,
         "latency": out["latency"],
         "proofs": out["proofs"],
+        "proofs_small": out["proofs_small"],
         "verify_cli": out["verify_cli"],
         "runs": {k: out[k] for k in ("pipeline", "e2e", "pg_one", "pg_two")},
         "notes": notes(sizes, quick, [*e2e, *one, *two, out["latency"]]),
@@ -943,9 +1099,13 @@ def notes(sizes: Sizes, quick: bool, streams: list[dict[str, Any]]) -> list[str]
     out = [
         f"median of {sizes.repeats} repeat(s) for the ingest and worker figures; each stream "
         "run on a fresh broker; one-worker and two-worker runs alternate",
-        "RSS at 1M stored events (issue 6) not measured: anchor VmHWM after the e2e run and "
-        "the LeafMirror's RSS growth at the proof size are reported instead (VmRSS after − "
-        "before the sync, after gc: an upper bound, freed rows may stay with the allocator)",
+        "anchor RSS at 100k / 1M stored events is bench_growth's; here: anchor VmHWM after the "
+        "e2e run and the LeafMirror's RSS growth at the proof size (VmRSS after − before the "
+        "sync, after gc: an upper bound, freed rows may stay with the allocator)",
+        "the latency run (event → receipt / checkpoint / witnessed) runs the bank's witness "
+        "(`pledgewatch witness run`) as production does; witnessed_ms is the anchor's clock "
+        "when it stored the cosignature; receipt times are the publisher's clock when each "
+        "signed receipt arrived on the receipts topic (one machine, one clock)",
     ]
     unclean = [f"{r['name']}: {r['exit_codes']}" for r in streams if any(r["exit_codes"])]
     if unclean:
@@ -988,6 +1148,7 @@ def row(
 
 def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     m, lat, pr, vc = result["median"], result["latency"], result["proofs"], result["verify_cli"]
+    small = result["proofs_small"]
     limit = CHECKPOINT_INTERVAL_MS / 1000 + LATENCY_SLACK_S
     want = f">= {TARGET_INGEST_RATIO}x verify"
     leaves = f"{pr['leaves']:,}"
@@ -1017,12 +1178,25 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             met=lat["latency"]["p99_s"] <= limit),
         row(f"event → checkpoint p50 at {lat['rate']:,}/s", lat["latency"]["p50_s"], "s",
             peer="interval", peer_value=CHECKPOINT_INTERVAL_MS / 1000),
+        *(row(f"event → receipt at the publisher {q} at {lat['rate']:,}/s",
+              lat["receipt"][f"{q}_s"], "s", peer=f"PUBACK {q} s",
+              peer_value=lat["puback"][f"{q}_s"]) for q in ("p50", "p99")),
+        *(row(f"event → witnessed (cosigned checkpoint) {q} at {lat['rate']:,}/s",
+              lat["witnessed"][f"{q}_s"], "s", peer=f"event → checkpoint {q} s",
+              peer_value=lat["latency"][f"{q}_s"]) for q in ("p50", "p99")),
         row(f"inclusion proofs/s, LeafMirror of {leaves} leaves", pr["proofs_per_s"], "proofs/s",
             peer="target", peer_value=TARGET_PROOFS_PER_S,
             target=f">= {TARGET_PROOFS_PER_S:,.0f}/s",
             met=pr["proofs_per_s"] >= TARGET_PROOFS_PER_S),
         row(f"LeafMirror.sync of {leaves} leaves", pr["sync_s"], "s",
             peer="1 fetch + from_leaf_hashes s", peer_value=pr["batched_sync_s"]),
+        row(f"  inclusion proofs/s at {small['leaves']:,} leaves", small["proofs_per_s"],
+            "proofs/s", peer="target", peer_value=TARGET_PROOFS_PER_S),
+        row(f"  growth: proofs/s at {leaves} ÷ at {small['leaves']:,} leaves",
+            pr["proofs_per_s"], "proofs/s", peer=f"at {small['leaves']:,}",
+            peer_value=small["proofs_per_s"]),
+        row(f"  growth: LeafMirror.sync at {leaves} ÷ at {small['leaves']:,} leaves",
+            pr["sync_s"], "s", peer=f"at {small['leaves']:,} s", peer_value=small["sync_s"]),
         row("pledgewatch verify (1 proof file, subprocess)", vc["verify_s"], "s",
             peer="python -c pass s", peer_value=vc["bare_python_s"],
             target=f"< {TARGET_VERIFY_S} s", met=vc["verify_s"] < TARGET_VERIFY_S),
@@ -1103,6 +1277,17 @@ def table(result: dict[str, Any]) -> str:
         f"{lat['achieved_rate']:,.0f}/s achieved; p50 {lat['p50_s']:.3f} s, p90 "
         f"{lat['p90_s']:.3f} s, p99 {lat['p99_s']:.3f} s, max {lat['max_s']:.3f} s over "
         f"{lat['checkpoints']} checkpoints",
+        *(
+            f"  event → {name}: p50 {v['p50_s']:.3f} s, p90 {v['p90_s']:.3f} s, p99 "
+            f"{v['p99_s']:.3f} s, max {v['max_s']:.3f} s"
+            for name, v in (
+                ("receipt", result["latency"]["receipt"]),
+                ("PUBACK", result["latency"]["puback"]),
+                ("witnessed", result["latency"]["witnessed"]),
+            )
+        ),
+        f"  {result['latency']['receipt']['receipts']} signed receipts verified; "
+        f"{result['latency']['witnessed']['checkpoints']} cosigned checkpoints",
         f"proofs: sync {result['proofs']['sync_s']:.2f} s (fetch alone "
         f"{result['proofs']['fetch_s']:.2f} s); {result['proofs']['verified_sample']} proofs "
         "verified against the root",

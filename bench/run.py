@@ -43,6 +43,10 @@ SIZES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "bench_reconcile": ({"quick": False}, {"quick": True}),
     # sizes live in bench_alerts.FULL / QUICK (1,000 events/s for 30 s / 8 s)
     "bench_alerts": ({"quick": False}, {"quick": True}),
+    # sizes live in bench_metrics.FULL / QUICK (200,000 / 50,000 points, 3 / 1 repeats)
+    "bench_metrics": ({"quick": False}, {"quick": True}),
+    # sizes live in bench_growth.FULL / QUICK (100k and 1M stored / 10k and 30k)
+    "bench_growth": ({"quick": False}, {"quick": True}),
 }
 
 
@@ -162,6 +166,8 @@ def fmt(value: float | None) -> str:
         return "—"
     if abs(value) >= 100 or value == int(value):
         return f"{value:,.0f}"
+    if abs(value) < 0.01:
+        return f"{value:.2g}"
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
 
 

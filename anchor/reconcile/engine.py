@@ -174,10 +174,14 @@ class LiveReconciler:
             self.cursor = int(index) + 1
         return len(rows)
 
-    def step(self, now_ms: int) -> list[Transition]:
+    def step(self, now_ms: int, stop: threading.Event | None = None) -> list[Transition]:
+        """Follow the log, then evaluate. ``stop`` set: return between batches — catching up
+        on a long log (about a minute per million events at start) must not delay shutdown."""
         applied = 0
         while (n := self.follow()) > 0:
             applied += n
+            if stop is not None and stop.is_set():
+                return []
         if not applied and now_ms - self._last_evaluate < self.idle_evaluate_ms:
             return []
         self._last_evaluate = now_ms
@@ -215,7 +219,7 @@ def serve(
         next_metrics = 0
         while not stop.wait(every_ms / 1000):
             try:
-                transitions = live.step(now_ms())
+                transitions = live.step(now_ms(), stop)
                 for transition in transitions:
                     log.warning("alert %s: %s", transition.kind.value, transition.alert.message)
                 if transitions and nudge is not None:
