@@ -23,7 +23,7 @@ from anchor.alerts.model import Alert, AlertState
 from anchor.alerts.webhooks import EvidenceLinks, alert_data, new_secret, public_key_text
 from anchor.errors import AnchorError, ConfigError
 from anchor.store.db import Database
-from anchor.store.schema import migrate
+from anchor.store.schema import open_store
 from pledgewatch.errors import PledgewatchError
 from pledgewatch.process import handle_signals
 
@@ -103,14 +103,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _open(args: argparse.Namespace) -> tuple[AlertsConfig, Database]:
     config = alerts_config.load(args.config)
-    db = Database(config.store)
-    db.open()
-    try:
-        migrate(db)  # the anchor's tables (evidence needs them), with the alert tables
-    except BaseException:
-        db.close()
-        raise
-    return config, db
+    return config, open_store(config.store)  # the anchor's tables too: evidence needs them
 
 
 def _summary(alert: Alert) -> dict[str, object]:

@@ -29,7 +29,7 @@ from anchor.api.tokens import Role, TokenError
 from anchor.errors import AnchorError, ConfigError
 from anchor.statement import LogTrust
 from anchor.store.db import Database
-from anchor.store.schema import migrate
+from anchor.store.schema import open_store
 from pledgewatch.errors import PledgewatchError
 from pledgewatch.process import handle_signals
 
@@ -71,14 +71,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _open(config: ApiConfig) -> Database:
-    db = Database(config.anchor.anchor.store)
-    db.open()
-    try:
-        migrate(db)
-    except BaseException:
-        db.close()
-        raise
-    return db
+    return open_store(config.anchor.anchor.store)
 
 
 def _token(args: argparse.Namespace, out: TextIO) -> int:

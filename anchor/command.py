@@ -24,7 +24,7 @@ from anchor.publish import Publisher
 from anchor.reconcile import engine as reconcile_engine
 from anchor.service import AnchorWorker, now_ms
 from anchor.store.db import Database
-from anchor.store.schema import migrate
+from anchor.store.schema import open_store
 from pledgewatch.canonical import MAX_SAFE_INT
 from pledgewatch.errors import PledgewatchError
 from pledgewatch.process import handle_signals
@@ -98,10 +98,7 @@ def _keygen(args: argparse.Namespace, out: TextIO) -> int:
 
 def _open(args: argparse.Namespace) -> tuple[anchor_config.AnchorConfig, Database]:
     config = anchor_config.load(args.config)
-    db = Database(config.anchor.store)
-    db.open()
-    migrate(db)
-    return config, db
+    return config, open_store(config.anchor.store)
 
 
 def _init(args: argparse.Namespace, out: TextIO) -> int:

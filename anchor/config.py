@@ -169,13 +169,7 @@ def _ledger(f: Fields, base: Path) -> LedgerSection:
 
 
 def _witness(f: Fields) -> WitnessSection:
-    text = f.text("public_key")
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if text and len(key) != 32:
-        f.problems.append(f"{f.path}.public_key: want 64 hex digits")
+    key = f.public_key("public_key") or b""
     section = WitnessSection(
         f.text("url"), f.text("name"), key, f.integer("timeout_s", 5, low=1, high=300)
     )
@@ -184,15 +178,7 @@ def _witness(f: Fields) -> WitnessSection:
 
 
 def _bank(f: Fields) -> BankSection:
-    text = f.optional_text("release_public_key")
-    key = None
-    if text is not None:
-        try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            f.problems.append(f"{f.path}.release_public_key: want 64 hex digits")
+    key = f.public_key("release_public_key", required=False)
     f.finish()
     return BankSection(key)
 

@@ -18,7 +18,7 @@ from anchor.errors import AnchorError, ConfigError
 from anchor.loanbook import Loan, LoanBook
 from anchor.loans import LoanBookError, import_csv, list_versions, load_book, parse_amount, repay
 from anchor.store.db import Database
-from anchor.store.schema import migrate
+from anchor.store.schema import open_store
 from pledgewatch.errors import PledgewatchError
 
 
@@ -76,15 +76,7 @@ def _day(text: str) -> int:
 
 
 def _open(args: argparse.Namespace) -> Database:
-    config = anchor_config.load(args.config)
-    db = Database(config.anchor.store)
-    db.open()
-    try:
-        migrate(db)
-    except BaseException:
-        db.close()
-        raise
-    return db
+    return open_store(anchor_config.load(args.config).anchor.store)
 
 
 def _import(args: argparse.Namespace, out: TextIO) -> int:

@@ -23,7 +23,7 @@ from anchor.errors import AnchorError, ConfigError
 from anchor.loans import load_book
 from anchor.releases import issue, list_issued
 from anchor.store.db import Database
-from anchor.store.schema import migrate
+from anchor.store.schema import open_store
 from pledgewatch.errors import PledgewatchError
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -74,15 +74,7 @@ def parse_until(text: str) -> int:
 
 
 def _open(args: argparse.Namespace) -> Database:
-    config = anchor_config.load(args.config)
-    db = Database(config.anchor.store)
-    db.open()
-    try:
-        migrate(db)
-    except BaseException:
-        db.close()
-        raise
-    return db
+    return open_store(anchor_config.load(args.config).anchor.store)
 
 
 def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -28,8 +28,7 @@ from anchor.statement import (
     build_statement,
     write_statement,
 )
-from anchor.store.db import Database
-from anchor.store.schema import migrate
+from anchor.store.schema import open_store
 from pledgewatch.errors import PledgewatchError
 
 
@@ -92,10 +91,8 @@ def _trust(config: AnchorConfig, log_key: str | None) -> LogTrust:
 
 
 def _build(config: AnchorConfig, args: argparse.Namespace, trust: LogTrust) -> Statement:
-    db = Database(config.anchor.store)
-    db.open()
+    db = open_store(config.anchor.store)
     try:
-        migrate(db)
         now_ms = time.time_ns() // 1_000_000
         return build_statement(db, args.loan_id, args.start, args.end, trust, now_ms)
     finally:

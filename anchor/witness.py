@@ -156,13 +156,7 @@ def _log_entry(f: Fields) -> WitnessedLog:
         if not any(p.startswith(f"{f.path}.origin:") for p in f.problems):
             f.problems.append(f"{f.path}.origin: {exc}")
     key_name = _key_name(f, "key_name", origin or "-")
-    text = f.text("public_key")
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        key = b""
-    if text and len(key) != 32:
-        f.problems.append(f"{f.path}.public_key: want 64 hex digits (the log's Ed25519 key)")
+    key = f.public_key("public_key", what="the log's Ed25519 key") or b""
     f.finish()
     return WitnessedLog(origin, key_name, key)
 

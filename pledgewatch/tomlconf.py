@@ -101,6 +101,21 @@ class Fields:
             return None
         return self._get(key, str, "a string", "") or None
 
+    def public_key(self, key: str, *, required: bool = True, what: str = "") -> bytes | None:
+        """An Ed25519 public key written as 64 hex digits; ``b""`` (and a problem) if it is
+        malformed, None if optional and absent. ``what`` names it in the problem."""
+        text = self.text(key) if required else self.optional_text(key)
+        if text is None:
+            return None
+        try:
+            value = bytes.fromhex(text)
+        except ValueError:
+            value = b""
+        if text and len(value) != 32:
+            self.problems.append(f"{self.path}.{key}: want 64 hex digits{what and f' ({what})'}")
+            return b""
+        return value
+
     def integer(
         self, key: str, default: int | None = None, *, low: int = 0, high: int = 2**62
     ) -> int:

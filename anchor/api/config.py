@@ -53,15 +53,7 @@ def load(path: Path) -> ApiConfig:
 
 def parse_api(f: Fields) -> ApiSection:
     host, port = parse_listen(f.text("listen", DEFAULT_LISTEN), f.problems, f"{f.path}.listen")
-    text = f.optional_text("log_public_key")
-    key = None
-    if text is not None:
-        try:
-            key = bytes.fromhex(text)
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            f.problems.append(f"{f.path}.log_public_key: want 64 hex digits")
+    key = f.public_key("log_public_key", required=False)
     f.finish()
     return ApiSection(host, port, key)
 

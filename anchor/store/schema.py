@@ -128,6 +128,18 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 
+def open_store(url: str) -> Database:
+    """An open, migrated store (closed again if migrating fails): what every command uses."""
+    db = Database(url)
+    db.open()
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 def migrate(db: Database) -> None:
     types = _TYPES[db.dialect]
     with db.transaction(sequencer=True) as tx:
