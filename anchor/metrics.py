@@ -241,11 +241,20 @@ def _device_points(tx: Tx, now_ms: int) -> list[Point]:
 
 
 def collateral_points(snapshot: Snapshot, book: LoanBook, now_ms: int) -> list[Point]:
-    """``pw_stock`` per pledge and ``pw_coverage`` per loan in force on ``now_ms``'s day."""
+    """``pw_bay_stock`` per stock line, ``pw_stock`` per pledge and ``pw_coverage`` per loan
+    in force on ``now_ms``'s day."""
     day = day_of(now_ms)
     index = StockIndex(snapshot)
     pledges = lot_pledges(book)
-    points = []
+    points = [
+        Point(
+            "pw_bay_stock",
+            {"warehouse": line.warehouse, "bay": line.bay, "lot": line.lot, "sku": line.sku},
+            {"book_qty": line.qty},
+            now_ms,
+        )
+        for line in snapshot.stock
+    ]
     for p in pledges:
         if p.loan.in_force(day):
             lines = index.lot(p.loan.warehouse, p.lot, p.sku)

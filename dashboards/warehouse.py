@@ -1,8 +1,8 @@
-"""Warehouse overview: book stock by lot, and whether the devices that prove it still report.
+"""Warehouse overview: book stock by lot and bay, and whether the devices that prove it still
+report.
 
 Reads `pw_stock` (book stock per pledged lot, or per eligible SKU for dynamic pledges),
-`pw_device` and `pw_gateway`. The schema has no `bay` tag on `pw_stock` (the reconciler sums a
-lot over its bays), so stock is shown by lot and SKU, not by bay.
+`pw_bay_stock` (every stock line: bay × lot × SKU), `pw_device` and `pw_gateway`.
 """
 
 from __future__ import annotations
@@ -61,6 +61,19 @@ def build() -> dash.Dashboard:
                     'GROUP BY "warehouse", "loan", "lot", "sku"',
                     table=True,
                 ),
+            )
+        )
+        .with_panel(
+            rows(
+                "Book stock by bay and lot",
+                "Latest book units of every stock line: each lot's SKU in each bay, pledged or "
+                "not.",
+                InfluxQL(
+                    'SELECT last("book_qty") AS "book_qty" FROM "pw_bay_stock" WHERE '
+                    f'{IN_WAREHOUSE} AND $timeFilter GROUP BY "bay", "lot", "sku"',
+                    table=True,
+                ),
+                span=24,
             )
         )
         .with_row(dash.Row("Devices and gateways"))

@@ -311,6 +311,11 @@ EXPECTED: dict[tuple[str, str], dict[str, dict[str, list[Any]]]] = {
         "loan=L-1,lot=WR-1,sku=steel,warehouse=wh-1": {"book_qty": [70], "pledged_qty": [100]},
         "loan=L-2,lot=,sku=copper,warehouse=wh-1": {"book_qty": [50], "pledged_qty": [0]},
     },
+    (WAREHOUSE, "Book stock by bay and lot"): {  # the last round's lines
+        "bay=b1,lot=WR-1,sku=steel": {"book_qty": [60]},
+        "bay=b2,lot=WR-1,sku=steel": {"book_qty": [10]},
+        "bay=b3,lot=C-7,sku=copper": {"book_qty": [50]},
+    },
     (WAREHOUSE, "Gateway state"): {"gateway=gw-1": {"last": [0, 0, 1, 2, 0]}},
     # Seen 2 s before each store reading; d1 last received in rounds 1 and 3, d2 in 0 and 2.
     (WAREHOUSE, "Device silence"): {

@@ -394,6 +394,13 @@ def test_collateral_points() -> None:
         unloads=(), weights=(), devices=(), tampers=(),
     )  # fmt: skip
     points = anchor_metrics.collateral_points(snapshot, book, now)
+    bays = {
+        (p.tags["bay"], p.tags["lot"], p.tags["sku"]): p.fields["book_qty"]
+        for p in points
+        if p.measurement == "pw_bay_stock" and p.tags["warehouse"] == "wh-1"
+    }
+    assert bays == {("b1", "WR-1", "steel"): 50, ("b2", "WR-1", "steel"): 30,
+                    ("b3", "C-7", "copper"): 50}  # fmt: skip
     stock = fields_of(points, "pw_stock", warehouse="wh-1", loan="L-1", lot="WR-1", sku="steel")
     assert stock == {"book_qty": 80, "pledged_qty": 100}
     dynamic = fields_of(points, "pw_stock", warehouse="wh-1", loan="L-2", sku="copper")
