@@ -171,10 +171,19 @@ def record_floor(count: int) -> float:
 
 
 def check_landed(vm: VictoriaMetricsServer, run_tag: str, count: int) -> None:
-    series = vm.export(f'{{__name__="pw_bench_value",run="{run_tag}"}}')
-    values = [v for s in series for v in s["values"]]
+    """Every sample is in the export. VictoriaMetrics acknowledged each batch (204) before
+    this runs, but a sample can take a moment to become searchable even after a force_flush
+    (seen once in a full run: only the last batch visible); poll up to 15 s, then fail."""
     want_sum = count * (count - 1) // 2
-    if len(values) != count or sum(int(v) for v in values) != want_sum or len(series) != DEVICES:
+    deadline = time.monotonic() + 15
+    while True:
+        series = vm.export(f'{{__name__="pw_bench_value",run="{run_tag}"}}')
+        values = [v for s in series for v in s["values"]]
+        whole = sum(int(v) for v in values) == want_sum and len(series) == DEVICES
+        if (len(values) == count and whole) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if len(values) != count or not whole:
         raise RuntimeError(
             f"{run_tag}: got {len(values)} samples in {len(series)} series (sum "
             f"{sum(values)}), want {count} in {DEVICES} (sum {want_sum})"
