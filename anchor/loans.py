@@ -628,12 +628,18 @@ def book_at(db: Database, at_ms: int) -> LoanBook | None:
 
 def read_book_at(tx: Tx, at_ms: int) -> LoanBook | None:
     """``book_at`` inside an open transaction (the release issuer holds the book's lock)."""
+    version = book_version_at(tx, at_ms)
+    return None if version is None else read_version(tx, version)
+
+
+def book_version_at(tx: Tx, at_ms: int) -> int | None:
+    """The number of the version in force at ``at_ms`` (versions never change once stored)."""
     row = tx.one(
         "SELECT version FROM loan_book_versions WHERE valid_from_ms <= ?"
         " ORDER BY valid_from_ms DESC, version DESC LIMIT 1",
         (at_ms,),
     )
-    return None if row is None else read_version(tx, int(row[0]))
+    return None if row is None else int(row[0])
 
 
 def list_versions(db: Database) -> list[BookVersion]:

@@ -18,13 +18,13 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from anchor.alerts.lifecycle import apply_conditions
 from anchor.alerts.model import Scope, Transition
 from anchor.errors import AnchorError
 from anchor.loanbook import LoanBook
-from anchor.loans import book_at
+from anchor.loans import book_at, book_version_at, read_version
 from anchor.metrics import collateral_points, store_points
 from anchor.reconcile.batch import events_frame, snapshot_from_frame
 from anchor.reconcile.conditions import Condition
@@ -55,20 +55,52 @@ class Inputs:
     bad_signatures: Mapping[str, int]
 
 
-def verified_tokens(wires: list[bytes], bank_key: bytes | None) -> tuple[ReleaseToken, ...]:
+def verified_tokens(
+    wires: list[bytes],
+    bank_key: bytes | None,
+    seen: dict[bytes, ReleaseToken | None] | None = None,
+) -> tuple[ReleaseToken, ...]:
+    """The tokens among ``wires`` whose signature verifies with ``bank_key``. ``seen`` (the
+    live reconciler's) remembers each wire's outcome: a token is verified once, not on every
+    step (tokens are never edited; a different wire is a different token)."""
     if bank_key is None:
         if wires:
             log.warning(
                 "no [bank] release_public_key configured: %d release tokens ignored", len(wires)
             )
         return ()
+    memo: dict[bytes, ReleaseToken | None] = {} if seen is None else seen
     out = []
     for wire in wires:
-        try:
-            out.append(parse_token(wire, bank_key))
-        except PledgewatchError as exc:
-            log.error("release token ignored (does not verify): %s", exc)
+        if wire not in memo:
+            try:
+                memo[wire] = parse_token(wire, bank_key)
+            except PledgewatchError as exc:
+                log.error("release token ignored (does not verify): %s", exc)
+                memo[wire] = None
+        token = memo[wire]
+        if token is not None:
+            out.append(token)
     return tuple(out)
+
+
+@dataclass
+class InputsCache:
+    """What ``inputs_at`` may reuse between live steps: the parsed book of one (immutable)
+    version, and each token wire's verification outcome."""
+
+    version: int | None = None
+    book: LoanBook = EMPTY_BOOK
+    tokens: dict[bytes, ReleaseToken | None] = field(default_factory=dict)
+
+    def book_at(self, db: Database, at_ms: int) -> LoanBook:
+        tx = db.read()
+        version = book_version_at(tx, at_ms)
+        if version is None:
+            return EMPTY_BOOK
+        if version != self.version:
+            self.version, self.book = version, read_version(tx, version)
+        return self.book
 
 
 def bad_signature_counts(rows: list[tuple[object, ...]]) -> dict[str, int]:
@@ -82,7 +114,9 @@ def bad_signature_counts(rows: list[tuple[object, ...]]) -> dict[str, int]:
     return counts
 
 
-def inputs_at(db: Database, at_ms: int, bank_key: bytes | None) -> Inputs:
+def inputs_at(
+    db: Database, at_ms: int, bank_key: bytes | None, cache: InputsCache | None = None
+) -> Inputs:
     tx = db.read()
     records = tx.all(
         f"SELECT {', '.join(CHAIN_COLUMNS)} FROM chain_records "  # noqa: S608
@@ -93,8 +127,8 @@ def inputs_at(db: Database, at_ms: int, bank_key: bytes | None) -> Inputs:
         "SELECT topic FROM quarantine WHERE reason = 'bad_signature' AND received_ms <= ?", (at_ms,)
     )
     return Inputs(
-        book=book_at(db, at_ms) or EMPTY_BOOK,
-        tokens=verified_tokens(list_tokens(db), bank_key),
+        book=(book_at(db, at_ms) or EMPTY_BOOK) if cache is None else cache.book_at(db, at_ms),
+        tokens=verified_tokens(list_tokens(db), bank_key, None if cache is None else cache.tokens),
         chain_records=tuple(ChainRecordRow.from_row(r) for r in records),
         bad_signatures=bad_signature_counts(bad),
     )
@@ -161,6 +195,7 @@ class LiveReconciler:
         self.cursor = 0
         self._last_evaluate = 0
         self.last_book: LoanBook = EMPTY_BOOK
+        self._inputs = InputsCache()
 
     def follow(self) -> int:
         """Apply newly logged events in log order; returns how many."""
@@ -186,7 +221,7 @@ class LiveReconciler:
             return []
         self._last_evaluate = now_ms
         snapshot = self.state.snapshot()
-        inputs = inputs_at(self.db, now_ms, self.bank_key)
+        inputs = inputs_at(self.db, now_ms, self.bank_key, self._inputs)
         self.last_book = inputs.book
         conditions = conditions_for(snapshot, inputs, self.settings, now_ms)
         scope = scope_of(snapshot, inputs.book, conditions)
