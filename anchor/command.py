@@ -22,6 +22,7 @@ from anchor.errors import AnchorError, ConfigError
 from anchor.metrics import open_writer
 from anchor.publish import Publisher
 from anchor.reconcile import engine as reconcile_engine
+from anchor.reconcile.integrity import CHAIN_COLUMNS
 from anchor.service import AnchorWorker, now_ms
 from anchor.store.db import Database
 from anchor.store.schema import open_store
@@ -276,25 +277,10 @@ def _quarantine(args: argparse.Namespace, out: TextIO) -> int:
 def _records(args: argparse.Namespace, out: TextIO) -> int:
     _, db = _open(args)
     rows = db.read().all(
-        "SELECT id, kind, warehouse, gateway, device, seq_from, seq_to, "
-        "event_ids, detail, created_ms, resolved_ms FROM chain_records "
-        "ORDER BY id"
+        f"SELECT {', '.join(CHAIN_COLUMNS)} FROM chain_records ORDER BY id"  # noqa: S608
     )
     db.close()
-    names = (
-        "id",
-        "kind",
-        "warehouse",
-        "gateway",
-        "device",
-        "seq_from",
-        "seq_to",
-        "event_ids",
-        "detail",
-        "created_ms",
-        "resolved_ms",
-    )
-    _print_rows(out, [dict(zip(names, r, strict=True)) for r in rows], args.json)
+    _print_rows(out, [dict(zip(CHAIN_COLUMNS, r, strict=True)) for r in rows], args.json)
     return 0
 
 

@@ -57,6 +57,7 @@ from bench_anchor import (
     Workload,
     enrol_gateways,
 )
+from report import print_notes, write_json
 
 from devices.base import Reading
 from pledgewatch.events import ZERO_HASH, Kind
@@ -338,14 +339,8 @@ def main(argv: list[str]) -> int:
         flag = "" if row["met"] is None else ("met" if row["met"] else "NOT met")
         print(f"{row['figure']:<52} {row['value'] * 1000:7.1f} ms  ÷ 500 ms = "
               f"{row['ratio']:.2f}  {row['target'] or ''} {flag}")  # fmt: skip
-    for note in result["notes"]:
-        print("note:", note)
-    if args.json:
-        text = json.dumps(result, indent=2, default=str)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text)
+    print_notes(result)
+    write_json(result, args.json)
     return 0
 
 

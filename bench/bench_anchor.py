@@ -90,6 +90,7 @@ from typing import Any
 import nacl.signing
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from report import write_json
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS_DIR) not in sys.path:
@@ -1325,12 +1326,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     result = run(args.quick, args.events, args.repeats, args.profile)
     print(table(result))
-    if args.json == "-":
-        print(json.dumps(result, indent=2, default=str))
-    elif args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(result, out, indent=2, default=str)
-            out.write("\n")
+    write_json(result, args.json)
     return 0
 
 

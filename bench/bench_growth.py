@@ -58,6 +58,7 @@ from bench_anchor import (
     status_kb,
     verify_rate,
 )
+from report import print_notes, write_json
 
 from anchor import config as anchor_config
 from anchor import registry
@@ -353,14 +354,8 @@ def main(argv: list[str]) -> int:
         ratio = "" if r["ratio"] is None else f"ratio {r['ratio']:.3f}"
         print(f"{r['figure']:<58} {r['value']:>12,.2f} {r['unit']:<9} {r['peer']}: "
               f"{r['peer_value']:,.2f}  {ratio}")  # fmt: skip
-    for note in result["notes"]:
-        print("note:", note)
-    if args.json:
-        text = json.dumps(result, indent=2, default=str)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+    print_notes(result)
+    write_json(result, args.json)
     return 0
 
 

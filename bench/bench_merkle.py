@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
-import json
 import platform
 import random
 import statistics
@@ -30,6 +29,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from report import write_json
 
 from pledgewatch.merkle import MerkleTree, verify_consistency, verify_inclusion
 
@@ -254,12 +255,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     result = run(args.leaves, args.proofs, args.repeats, args.pymerkle_leaves)
     print(table(result))
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-    elif args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(result, out, indent=2)
-            out.write("\n")
+    write_json(result, args.json)
     return 0
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import gc
 import http.client
-import json
 import statistics
 import sys
 import threading
@@ -49,6 +48,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from report import print_notes, write_json
 
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS_DIR) not in sys.path:
@@ -279,14 +280,8 @@ def main(argv: list[str]) -> int:
     for r in result["rows"]:
         print(f"{r['figure']:<66} {r['value']:>12,.2f} {r['unit']:<9} {r['peer']}: "
               f"{r['peer_value']:,.2f}  ratio {r['ratio']:.3f}")  # fmt: skip
-    for note in result["notes"]:
-        print("note:", note)
-    if args.json:
-        text = json.dumps(result, indent=2, default=str)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+    print_notes(result)
+    write_json(result, args.json)
     return 0
 
 

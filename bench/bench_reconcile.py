@@ -60,7 +60,6 @@ import argparse
 import datetime as dt
 import functools
 import gc
-import json
 import os
 import platform
 import statistics
@@ -77,6 +76,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+from report import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -818,12 +818,7 @@ def main(argv: list[str]) -> int:
     sizes = tuple(int(x) for x in args.sizes.split(",")) if args.sizes else None
     result = run(args.quick, sizes, args.repeats, args.sample)
     print(table(result))
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-    elif args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(result, out, indent=2)
-            out.write("\n")
+    write_json(result, args.json)
     return 0
 
 
